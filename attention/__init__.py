@@ -1,0 +1,1 @@
+"""attention (core: no ComfyUI imports)."""

@@ -1,0 +1,1 @@
+"""models (core: no ComfyUI imports)."""

@@ -1,0 +1,1 @@
+"""samplers (core: no ComfyUI imports)."""

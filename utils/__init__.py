@@ -1,0 +1,1 @@
+"""Shared core utilities: tensor layouts, input checks, filters, flow, metrics (no ComfyUI imports)."""
