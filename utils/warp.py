@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import torch
 from kornia.geometry.transform import remap
-from kornia.utils import create_meshgrid
+
+try:  # kornia >= 0.8.3
+    from kornia.geometry import create_meshgrid
+except ImportError:  # ComfyUI allows kornia >= 0.7.1
+    from kornia.utils import create_meshgrid
 
 from .checks import InputError, check_rank
 
