@@ -1,0 +1,760 @@
+"""Headless runner: ``python -m video_enhance_kit run|doctor``.
+
+``run WORKFLOW.json`` runs a UI-format (graph editor) or API-format workflow
+
+- in-process (default): ComfyUI is located (``--comfyui PATH``, ``COMFYUI_PATH``, or the pack sitting
+  in ``ComfyUI/custom_nodes``) and driven through :mod:`video_enhance_kit.nodes._host`;
+- on a running server (``--server http://127.0.0.1:8188``): GET /object_info, POST /prompt, progress
+  over the websocket (or by polling /history), outputs fetched through /view into ``--out``.
+
+``--set NODE_ID.INPUT=VALUE`` overrides an input; the value is coerced by the input's declared type in
+/object_info (INT, FLOAT, BOOLEAN, STRING, COMBO). ``doctor`` checks an installation: finds ComfyUI,
+loads the pack, runs every example workflow with tiny models and prints a table.
+
+This module imports nothing from ComfyUI: the in-process host is imported only after ComfyUI has been
+located, so ``--help``, argument parsing and server mode work without it.
+
+Exit codes: 0 success, 1 the workflow failed (validation or execution; the message names the node),
+2 usage error (bad arguments, unreadable workflow, bad ``--set``), 3 environment error (ComfyUI not
+found, server unreachable, the pack failed to import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
+
+PACK_ROOT = Path(__file__).resolve().parent
+SAMPLE_CLIPS = ("vek_sample.mp4", "vek_sample_tiny.mp4")
+WIDGET_TYPES = ("INT", "FLOAT", "BOOLEAN", "STRING", "COMBO")
+
+
+class CliError(Exception):
+    """An error the CLI reports as one message and an exit code (no traceback)."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------------------------
+# Workflow files and --set
+# ---------------------------------------------------------------------------------------------
+
+
+def load_workflow(path: str | Path) -> dict:
+    """Read a workflow JSON file (UI or API format)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CliError(f"workflow file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(f"cannot read workflow file {path}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise CliError(f"workflow file {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise CliError(f"workflow file {path} holds a JSON {type(data).__name__}, expected an object (UI or API format)")
+    return data
+
+
+def is_api_format(workflow: dict) -> bool:
+    """True for the API ("prompt") format ``{id: {class_type, inputs}}``."""
+    return (
+        isinstance(workflow, dict)
+        and bool(workflow)
+        and "nodes" not in workflow
+        and all(isinstance(v, dict) and "class_type" in v for v in workflow.values())
+    )
+
+
+def to_api(workflow: dict, object_info: dict) -> dict:
+    """API-format prompt of ``workflow`` (UI format converted with comfy-cli's converter)."""
+    if is_api_format(workflow):
+        return json.loads(json.dumps(workflow))  # a private copy
+    if not isinstance(workflow.get("nodes"), list):
+        raise CliError("the workflow is neither UI format (no 'nodes' list) nor API format ({id: {class_type, inputs}})")
+    missing = sorted({str(n.get("type")) for n in workflow["nodes"] if isinstance(n, dict) and _is_real_node(n) and n.get("type") not in object_info})
+    if missing:
+        raise CliError(
+            f"the workflow uses node types this ComfyUI does not know: {', '.join(missing)}; "
+            "install the packs that provide them (or check that video-enhance-kit loaded: python -m video_enhance_kit doctor)",
+            EXIT_FAILED,
+        )
+    try:
+        from comfy_cli.workflow_to_api import WorkflowConversionError, convert_ui_to_api
+    except ImportError:
+        raise CliError(
+            "converting a UI-format workflow needs comfy-cli: pip install comfy-cli (or pass an API-format workflow)",
+            EXIT_ENV,
+        ) from None
+    try:
+        return convert_ui_to_api(workflow, object_info)
+    except WorkflowConversionError as e:
+        raise CliError(f"cannot convert the UI-format workflow to API format: {e}") from None
+
+
+def _is_real_node(node: dict) -> bool:
+    """Nodes that execute (not notes, reroutes, primitives, muted or bypassed nodes, subgraph instances)."""
+    kind = node.get("type")
+    if kind in ("Note", "MarkdownNote", "PrimitiveNode", "Reroute", "GetNode", "SetNode"):
+        return False
+    if node.get("mode") in (2, 4):
+        return False
+    return isinstance(kind, str) and not _looks_like_uuid(kind)
+
+
+def _looks_like_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+        return True
+    except ValueError:
+        return False
+
+
+@dataclass
+class Override:
+    """One ``--set NODE_ID.INPUT=VALUE``."""
+
+    node_id: str
+    input: str
+    raw: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Override":
+        target, sep, raw = text.partition("=")
+        node_id, dot, name = target.strip().partition(".")
+        if not sep or not dot or not node_id or not name:
+            raise CliError(f"--set {text!r}: expected NODE_ID.INPUT=VALUE, e.g. --set 3.seed=42 or --set 7.text=\"a red fox\"")
+        return cls(node_id.strip(), name.strip(), raw)
+
+
+def input_spec(object_info: dict, class_type: str, name: str) -> list | None:
+    """The ``[type, options]`` declaration of input ``name`` of ``class_type`` in /object_info (None if undeclared)."""
+    info = object_info.get(class_type) or {}
+    for section in ("required", "optional"):
+        spec = (info.get("input") or {}).get(section, {}).get(name)
+        if spec is not None:
+            return list(spec) if isinstance(spec, (list, tuple)) else [spec]
+    return None
+
+
+def declared_inputs(object_info: dict, class_type: str) -> list[str]:
+    info = object_info.get(class_type) or {}
+    names: list[str] = []
+    for section in ("required", "optional"):
+        names += list((info.get("input") or {}).get(section, {}))
+    return names
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def coerce(raw: str, spec: list, where: str) -> Any:
+    """``raw`` converted to the type of ``spec`` (``[type, options]`` from /object_info), range-checked."""
+    kind = spec[0]
+    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    if isinstance(kind, (list, tuple)) or kind == "COMBO":
+        choices = list(kind) if isinstance(kind, (list, tuple)) else list(opts.get("options", []))
+        if not choices or raw in choices:
+            return raw
+        for choice in choices:  # numeric combos (e.g. [1, 2, 4]) are declared as numbers
+            if not isinstance(choice, str) and str(choice) == raw:
+                return choice
+        shown = ", ".join(map(str, choices[:12])) + (", ..." if len(choices) > 12 else "")
+        raise CliError(f"{where}: {raw!r} is not one of the choices: {shown}")
+    if kind == "INT":
+        try:
+            value = int(raw.strip().replace("_", ""))
+        except ValueError:
+            try:
+                f = float(raw)
+            except ValueError:
+                f = math.nan
+            if not math.isfinite(f) or f != int(f):
+                raise CliError(f"{where} is an INT: {raw!r} is not a whole number") from None
+            value = int(f)
+        return _check_range(value, opts, where)
+    if kind == "FLOAT":
+        try:
+            value = float(raw)
+        except ValueError:
+            raise CliError(f"{where} is a FLOAT: {raw!r} is not a number") from None
+        if not math.isfinite(value):
+            raise CliError(f"{where} is a FLOAT: {raw!r} is not a finite number")
+        return _check_range(value, opts, where)
+    if kind == "BOOLEAN":
+        low = raw.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise CliError(f"{where} is a BOOLEAN: {raw!r} is not one of true/false (also 1/0, yes/no, on/off)")
+    if kind == "STRING":
+        return raw
+    # another type (a socket such as MODEL or a custom widget): accept JSON, else the text itself
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _check_range(value, opts: dict, where: str):
+    low, high = opts.get("min"), opts.get("max")
+    if low is not None and value < low or high is not None and value > high:
+        raise CliError(f"{where}: {value} is outside its range [{low}, {high}]")
+    return value
+
+
+def apply_overrides(prompt: dict, overrides: Iterable[Override], object_info: dict) -> dict:
+    """A copy of the API prompt with every override applied (values coerced by their declared types)."""
+    prompt = json.loads(json.dumps(prompt))
+    for o in overrides:
+        node = prompt.get(o.node_id)
+        if node is None:
+            ids = ", ".join(f"{k} ({v.get('class_type')})" for k, v in sorted(prompt.items(), key=lambda kv: _id_key(kv[0])))
+            raise CliError(f"--set {o.node_id}.{o.input}: the workflow has no node {o.node_id!r}; its nodes: {ids}")
+        class_type = node.get("class_type")
+        where = f"--set {o.node_id}.{o.input} (node {o.node_id}, {class_type})"
+        spec = input_spec(object_info, class_type, o.input)
+        if spec is None:
+            names = declared_inputs(object_info, class_type) or sorted(node.get("inputs", {}))
+            raise CliError(f"{where}: {class_type} has no input {o.input!r}; its inputs: {', '.join(names)}")
+        node.setdefault("inputs", {})[o.input] = coerce(o.raw, spec, where)
+    return prompt
+
+
+def _id_key(node_id: str):
+    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+
+
+def referenced_sample_clips(prompt: dict) -> list[str]:
+    """Bundled sample clips named by any input of the prompt (to place them where LoadVideo finds them)."""
+    names = {v for node in prompt.values() for v in node.get("inputs", {}).values() if isinstance(v, str)}
+    return [n for n in SAMPLE_CLIPS if n in names]
+
+
+def sample_clip_path(name: str) -> Path:
+    return PACK_ROOT / "assets" / name
+
+
+# ---------------------------------------------------------------------------------------------
+# Results, failures, progress
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """What a backend returns: success, outputs per node (ComfyUI's ui dicts), local files, the error."""
+
+    ok: bool
+    prompt_id: str = ""
+    outputs: dict = field(default_factory=dict)
+    files: list = field(default_factory=list)
+    error: str = ""
+    seconds: float = 0.0
+
+
+def output_entries(outputs: dict) -> list[tuple[str, dict]]:
+    """(node_id, {filename, subfolder, type}) for every file an output node reported."""
+    out = []
+    for node_id, ui in (outputs or {}).items():
+        if not isinstance(ui, dict):
+            continue
+        for values in ui.values():
+            if isinstance(values, (list, tuple)):
+                out += [(str(node_id), v) for v in values if isinstance(v, dict) and "filename" in v]
+    return out
+
+
+def describe_validation_error(error: Any, node_errors: dict, prompt: dict) -> str:
+    """One message naming each failing node (id, type) and ComfyUI's reason, from a /prompt 400 reply."""
+    lines = []
+    for node_id, entry in sorted((node_errors or {}).items(), key=lambda kv: _id_key(str(kv[0]))):
+        class_type = entry.get("class_type") or prompt.get(node_id, {}).get("class_type", "?")
+        for err in entry.get("errors", []):
+            name = (err.get("extra_info") or {}).get("input_name")
+            detail = err.get("details") or ""
+            text = err.get("message", "invalid")
+            if name and name not in text and name not in detail:
+                text += f" (input {name!r})"
+            lines.append(f"node {node_id} ({class_type}): {text}" + (f": {detail}" if detail else ""))
+    if isinstance(error, dict):
+        head = error.get("message", "invalid prompt")
+        if error.get("details"):
+            head += f": {error['details']}"
+    else:
+        head = str(error or "invalid prompt")
+    return "workflow failed validation: " + head + "".join("\n  " + line for line in lines)
+
+
+def describe_execution_error(data: dict) -> str:
+    """A message from an ``execution_error`` event: node id, type, exception type and message."""
+    return (
+        f"node {data.get('node_id')} ({data.get('node_type')}) failed: "
+        f"{data.get('exception_type', 'error')}: {str(data.get('exception_message', '')).strip()}"
+    )
+
+
+def error_from_status(status: dict | None) -> str:
+    """The failure message from a history entry's ``status`` (execution_error or execution_interrupted)."""
+    for event, data in (status or {}).get("messages", []):
+        if event == "execution_error":
+            return describe_execution_error(data)
+        if event == "execution_interrupted":
+            return f"interrupted at node {data.get('node_id')} ({data.get('node_type')})"
+    return "the workflow did not complete (no error message from ComfyUI)"
+
+
+class Progress:
+    """Prints execution events: which node runs, a step bar for nodes that report progress."""
+
+    def __init__(self, prompt: dict | None = None, stream=None, quiet: bool = False):
+        self.prompt = prompt or {}
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.node: str | None = None
+        self.last_bar = ""
+        self.executed: list[str] = []
+        self.error: dict | None = None
+
+    def _label(self, node_id) -> str:
+        class_type = self.prompt.get(str(node_id), {}).get("class_type", "?")
+        return f"node {node_id} ({class_type})"
+
+    def _print(self, text: str, bar: bool = False) -> None:
+        if self.quiet:
+            return
+        if self.tty:
+            self.stream.write(("\r\033[K" if self.last_bar else "") + text + ("" if bar else "\n"))
+            self.last_bar = text if bar else ""
+        elif not bar:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def event(self, name: str, data: Any) -> None:
+        """Handle one ComfyUI event (the websocket message ``{type, data}`` or a ``send_sync`` call)."""
+        if not isinstance(data, dict):
+            return
+        if name == "executing":
+            node = data.get("node")
+            if node is not None and node != self.node:
+                self.node = node
+                self.executed.append(str(node))
+                self._print(f"running {self._label(node)}")
+        elif name == "execution_cached":
+            nodes = data.get("nodes") or []
+            if nodes:
+                self._print(f"cached: {', '.join(map(str, nodes))}")
+        elif name == "progress":
+            value, total = data.get("value", 0), data.get("max", 0) or 1
+            width = 24
+            filled = int(width * value / total)
+            bar = f"  [{'#' * filled}{'.' * (width - filled)}] {value}/{total} {self._label(data.get('node', self.node))}"
+            if self.tty:
+                self._print(bar, bar=True)
+            elif value == total or value == 1:
+                self._print(bar)
+        elif name == "execution_error":
+            self.error = data
+        elif name == "execution_interrupted":
+            self.error = {**data, "exception_type": "Interrupted", "exception_message": "processing was interrupted"}
+
+    def close(self) -> None:
+        if self.tty and self.last_bar and not self.quiet:
+            self.stream.write("\n")
+            self.last_bar = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Server mode
+# ---------------------------------------------------------------------------------------------
+
+
+class ServerClient:
+    """A small client for ComfyUI's HTTP API (stdlib only; websocket-client used when importable)."""
+
+    def __init__(self, url: str, timeout: float = 30.0):
+        url = url.rstrip("/")
+        if "://" not in url:
+            url = "http://" + url
+        self.url = url
+        self.timeout = timeout
+        self.client_id = uuid.uuid4().hex
+
+    # -- HTTP ---------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise CliError(f"cannot reach the ComfyUI server at {self.url}: {reason} (is it running? start it with python main.py --listen)", EXIT_ENV) from None
+
+    def get_json(self, path: str):
+        status, body = self._request("GET", path)
+        if status != 200:
+            raise CliError(f"GET {self.url}{path} answered HTTP {status}: {body[:200]!r}", EXIT_ENV)
+        return json.loads(body)
+
+    def object_info(self) -> dict:
+        return self.get_json("/object_info")
+
+    def upload(self, path: Path, overwrite: bool = False) -> str:
+        """POST /upload/image (ComfyUI's upload for any input file): the name it got in the input folder."""
+        boundary = uuid.uuid4().hex
+        parts = []
+        for key, value in (("overwrite", "true" if overwrite else "false"), ("type", "input")):
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode())
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{path.name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode() + path.read_bytes() + b"\r\n"
+        )
+        parts.append(f"--{boundary}--\r\n".encode())
+        status, body = self._request("POST", "/upload/image", b"".join(parts), {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        if status != 200:
+            raise CliError(f"uploading {path.name} to {self.url} failed: HTTP {status}", EXIT_ENV)
+        return json.loads(body).get("name", path.name)
+
+    def queue(self, prompt: dict) -> str:
+        """POST /prompt; the prompt id, or a CliError naming each node that failed validation."""
+        body = json.dumps({"prompt": prompt, "client_id": self.client_id}).encode()
+        status, raw = self._request("POST", "/prompt", body, {"Content-Type": "application/json"})
+        try:
+            reply = json.loads(raw)
+        except json.JSONDecodeError:
+            reply = {"error": raw[:300].decode("utf-8", "replace")}
+        if status != 200:
+            raise CliError(describe_validation_error(reply.get("error"), reply.get("node_errors") or {}, prompt), EXIT_FAILED)
+        return reply["prompt_id"]
+
+    def history(self, prompt_id: str) -> dict | None:
+        entry = self.get_json(f"/history/{urllib.parse.quote(prompt_id)}")
+        return entry.get(prompt_id)
+
+    def view(self, filename: str, subfolder: str = "", kind: str = "output") -> bytes:
+        query = urllib.parse.urlencode({"filename": filename, "subfolder": subfolder, "type": kind})
+        status, body = self._request("GET", f"/view?{query}")
+        if status != 200:
+            raise CliError(f"GET /view for {filename} answered HTTP {status}", EXIT_ENV)
+        return body
+
+    # -- following a prompt ---------------------------------------------------------------------
+    def open_websocket(self):
+        """A websocket-client connection to /ws, or None when websocket-client is missing or it fails."""
+        try:
+            import websocket  # websocket-client
+        except ImportError:
+            return None
+        parsed = urllib.parse.urlsplit(self.url)
+        scheme = "wss" if parsed.scheme == "https" else "ws"
+        try:
+            ws = websocket.WebSocket()
+            ws.connect(f"{scheme}://{parsed.netloc}{parsed.path}/ws?clientId={self.client_id}", timeout=self.timeout)
+            return ws
+        except Exception:
+            return None
+
+    def follow_websocket(self, ws, prompt_id: str, on_event: Callable[[str, Any], None], deadline: float | None) -> None:
+        """Feed events of ``prompt_id`` to ``on_event`` until it finished (success, error or interruption)."""
+        while True:
+            if deadline is not None and time.monotonic() > deadline:
+                raise CliError(f"timed out waiting for prompt {prompt_id}", EXIT_FAILED)
+            if deadline is not None:
+                ws.settimeout(max(0.1, deadline - time.monotonic()))
+            message = ws.recv()
+            if not isinstance(message, str):
+                continue  # binary preview images
+            msg = json.loads(message)
+            name, data = msg.get("type"), msg.get("data") or {}
+            if isinstance(data, dict) and data.get("prompt_id") not in (None, prompt_id):
+                continue
+            on_event(name, data)
+            if name in ("execution_success", "execution_error", "execution_interrupted"):
+                return
+            if name == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                return
+
+    def poll(self, prompt_id: str, deadline: float | None, interval: float = 0.25) -> dict:
+        """Poll /history until the prompt's entry appears."""
+        while True:
+            entry = self.history(prompt_id)
+            if entry is not None:  # written when the prompt finished (success or error)
+                return entry
+            if deadline is not None and time.monotonic() > deadline:
+                raise CliError(f"timed out waiting for prompt {prompt_id}", EXIT_FAILED)
+            time.sleep(interval)
+
+
+class ServerBackend:
+    """Runs prompts on a running ComfyUI server."""
+
+    def __init__(self, url: str, use_websocket: bool = True, timeout: float | None = None):
+        self.client = ServerClient(url)
+        self.use_websocket = use_websocket
+        self.timeout = timeout
+        self._object_info: dict | None = None
+
+    def object_info(self) -> dict:
+        if self._object_info is None:
+            self._object_info = self.client.object_info()
+        return self._object_info
+
+    def place_sample_clips(self, prompt: dict) -> None:
+        for name in referenced_sample_clips(prompt):
+            self.client.upload(sample_clip_path(name), overwrite=True)
+
+    def run(self, prompt: dict, progress: Progress, out_dir: Path) -> RunResult:
+        start = time.monotonic()
+        deadline = start + self.timeout if self.timeout else None
+        ws = self.client.open_websocket() if self.use_websocket else None
+        try:
+            prompt_id = self.client.queue(prompt)
+            if ws is not None:
+                try:
+                    self.client.follow_websocket(ws, prompt_id, progress.event, deadline)
+                except CliError:
+                    raise
+                except Exception:  # a dropped connection: fall back to polling
+                    pass
+            entry = self.client.poll(prompt_id, deadline)
+        finally:
+            if ws is not None:
+                ws.close()
+        progress.close()
+        status = entry.get("status") or {}
+        outputs = entry.get("outputs") or {}
+        if status.get("status_str") == "error" or progress.error:
+            error = describe_execution_error(progress.error) if progress.error else error_from_status(status)
+            return RunResult(False, prompt_id, outputs, [], error, time.monotonic() - start)
+        files = []
+        for _node_id, item in output_entries(outputs):
+            if item.get("type", "output") == "temp":
+                continue  # previews
+            data = self.client.view(item["filename"], item.get("subfolder", ""), item.get("type", "output"))
+            target = out_dir / item.get("subfolder", "") / item["filename"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            files.append(target)
+        return RunResult(True, prompt_id, outputs, files, "", time.monotonic() - start)
+
+
+# ---------------------------------------------------------------------------------------------
+# In-process mode (ComfyUI located, then driven through nodes/_host.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def locate_comfyui(explicit: str | None = None) -> Path:
+    """The ComfyUI root: ``--comfyui``, else ``COMFYUI_PATH``, else the folder whose custom_nodes holds this pack."""
+    candidates = []
+    if explicit:
+        candidates.append(("--comfyui", Path(explicit)))
+    elif os.environ.get("COMFYUI_PATH"):
+        candidates.append(("COMFYUI_PATH", Path(os.environ["COMFYUI_PATH"])))
+    else:
+        for parent in (PACK_ROOT.parent, Path(__file__).parent.parent):
+            if parent.name == "custom_nodes":
+                candidates.append(("custom_nodes", parent.parent))
+    for source, path in candidates:
+        path = path.expanduser().resolve()
+        if (path / "main.py").is_file() and (path / "comfy").is_dir():
+            return path
+        raise CliError(f"{source} points to {path}, which is not a ComfyUI folder (no main.py and comfy/ there)", EXIT_ENV)
+    raise CliError(
+        "ComfyUI not found: pass --comfyui /path/to/ComfyUI, set COMFYUI_PATH, or put this pack in ComfyUI/custom_nodes "
+        "(or run on a server with --server http://127.0.0.1:8188)",
+        EXIT_ENV,
+    )
+
+
+def _host_module(comfyui: Path):
+    """Import the in-process host (it puts ComfyUI on sys.path and starts it lazily)."""
+    os.environ.setdefault("COMFYUI_PATH", str(comfyui))
+    from .nodes import _host
+
+    return _host
+
+
+class InProcessBackend:
+    """Runs prompts in this process through :mod:`video_enhance_kit.nodes._host`."""
+
+    def __init__(self, comfyui: Path, tiny: bool = False, out_dir: Path | None = None):
+        self.comfyui = comfyui
+        self.tiny = tiny
+        self.host_mod = _host_module(comfyui)
+        self.host = self.host_mod.get_host(comfyui=comfyui, tiny=tiny, output_dir=out_dir)
+
+    def object_info(self) -> dict:
+        return self.host.object_info()
+
+    def import_failures(self) -> dict:
+        return self.host.import_failures()
+
+    def place_sample_clips(self, prompt: dict) -> None:
+        for name in referenced_sample_clips(prompt):
+            self.host.add_input_file(sample_clip_path(name))
+
+    def prepare(self, prompt: dict) -> dict:
+        return self.host.substitute_tiny_models(prompt) if self.tiny else prompt
+
+    def run(self, prompt: dict, progress: Progress, out_dir: Path) -> RunResult:
+        result = self.host.run_prompt(prompt, on_event=progress.event)
+        progress.close()
+        if not result.ok:
+            if result.node_errors or not progress.error and result.validation_error:
+                error = describe_validation_error(result.validation_error, result.node_errors, prompt)
+            elif progress.error:
+                error = describe_execution_error(progress.error)
+            else:
+                error = result.error_message or "the workflow failed"
+            return RunResult(False, result.prompt_id, result.outputs, [], error, result.seconds)
+        files = [Path(p) for p in result.files]
+        return RunResult(True, result.prompt_id, result.outputs, files, "", result.seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m video_enhance_kit",
+        description="Run ComfyUI workflows headless and check a video-enhance-kit installation.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,doctor}")
+
+    run = sub.add_parser("run", help="run a workflow (UI or API format) in-process or on a server",
+                         description="Run a UI-format or API-format workflow in-process (default) or on a running ComfyUI server.")
+    run.add_argument("workflow", type=Path, help="workflow JSON file (UI format as saved by ComfyUI, or API format)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE_ID.INPUT=VALUE",
+                     help="override an input, e.g. --set 3.seed=42 (repeatable); the value is coerced by the input's type")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--comfyui", metavar="PATH", help="ComfyUI folder for in-process runs (default: COMFYUI_PATH, or the custom_nodes this pack sits in)")
+    where.add_argument("--server", metavar="URL", help="run on a running ComfyUI server instead, e.g. http://127.0.0.1:8188")
+    run.add_argument("--out", type=Path, default=Path("out"), help="folder for the outputs (default: ./out)")
+    run.add_argument("--tiny", action="store_true", help="in-process only: substitute tiny random-weight models for the workflow's model files (a smoke test without downloads)")
+    run.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (server mode)")
+    run.add_argument("--no-websocket", action="store_true", help="server mode: poll /history instead of following the websocket")
+    run.add_argument("--print-api", action="store_true", help="print the API-format prompt (after --set) and exit")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+    doctor = sub.add_parser("doctor", help="check an installation: find ComfyUI, load the pack, run every example workflow with tiny models",
+                            description="Find ComfyUI, load the pack, run every example workflow with tiny models, print a table.")
+    doctor.add_argument("--comfyui", metavar="PATH", help="ComfyUI folder (default: COMFYUI_PATH, or the custom_nodes this pack sits in)")
+    doctor.add_argument("--workflows", type=Path, default=PACK_ROOT / "example_workflows", help="folder of workflows to run (default: the pack's example_workflows)")
+    doctor.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: a temporary folder)")
+    return parser
+
+
+def cmd_run(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
+    workflow = load_workflow(args.workflow)
+    overrides = [Override.parse(s) for s in args.overrides]
+    if args.server and args.tiny:
+        raise CliError("--tiny substitutes models in-process; it cannot be combined with --server")
+    if backend is None:
+        if args.server:
+            backend = ServerBackend(args.server, use_websocket=not args.no_websocket, timeout=args.timeout)
+        else:
+            backend = InProcessBackend(locate_comfyui(args.comfyui), tiny=args.tiny, out_dir=args.out)
+    object_info = backend.object_info()
+    prompt = apply_overrides(to_api(workflow, object_info), overrides, object_info)
+    if hasattr(backend, "prepare"):
+        prompt = backend.prepare(prompt)
+    if args.print_api:
+        out.write(json.dumps(prompt, indent=2) + "\n")
+        return EXIT_OK
+    backend.place_sample_clips(prompt)
+    args.out.mkdir(parents=True, exist_ok=True)
+    progress = Progress(prompt, stream=err, quiet=args.quiet)
+    result = backend.run(prompt, progress, args.out)
+    if not result.ok:
+        err.write(f"error: {result.error}\n")
+        return EXIT_FAILED
+    out.write(f"done in {result.seconds:.1f} s (prompt {result.prompt_id})\n")
+    if result.files:
+        out.write("outputs:\n" + "".join(f"  {p}\n" for p in result.files))
+    else:
+        out.write("the workflow wrote no output files\n")
+    return EXIT_OK
+
+
+def format_table(rows: list[tuple], header: tuple) -> str:
+    rows = [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(header)]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])
+
+
+def cmd_doctor(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
+    import tempfile
+
+    if backend is None:
+        comfyui = locate_comfyui(args.comfyui)
+        out.write(f"ComfyUI: {comfyui}\n")
+        out_dir = args.out or Path(tempfile.mkdtemp(prefix="vek_doctor_"))
+        backend = InProcessBackend(comfyui, tiny=True, out_dir=out_dir)
+    else:
+        out_dir = args.out or Path(tempfile.mkdtemp(prefix="vek_doctor_"))
+    failures = backend.import_failures()
+    object_info = backend.object_info()
+    ours = sorted(k for k in object_info if k.startswith("VEK_"))
+    if failures:
+        for name, message in failures.items():
+            out.write(f"import failed: {name}: {message}\n")
+    out.write(f"video-enhance-kit: {len(ours)} nodes registered\n")
+    rows, failed = [], bool(failures) or not ours
+    workflows = sorted(Path(args.workflows).glob("*.json"))
+    if not workflows:
+        out.write(f"no workflows in {args.workflows}\n")
+    for path in workflows:
+        start = time.monotonic()
+        try:
+            prompt = backend.prepare(to_api(load_workflow(path), object_info))
+            backend.place_sample_clips(prompt)
+            result = backend.run(prompt, Progress(prompt, quiet=True), out_dir)
+            status, message = ("pass", f"{len(result.files)} file(s)") if result.ok else ("FAIL", result.error)
+        except CliError as e:
+            status, message = "FAIL", str(e)
+        except Exception as e:  # doctor reports every workflow, whatever breaks
+            status, message = "FAIL", f"{type(e).__name__}: {e}"
+        failed |= status != "pass"
+        rows.append((path.name, status, f"{time.monotonic() - start:.1f}", message.replace("\n", " | ")))
+    if rows:
+        out.write(format_table(rows, ("workflow", "status", "seconds", "message")) + "\n")
+    out.write("doctor: " + ("FAILED" if failed else "all checks passed") + "\n")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def main(argv: list[str] | None = None, out=None, err=None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args, out, err)
+        return cmd_doctor(args, out, err)
+    except CliError as e:
+        err.write(f"error: {e}\n")
+        return e.code
+    except KeyboardInterrupt:
+        err.write("interrupted\n")
+        return 130

@@ -1,0 +1,450 @@
+"""Headless runner without ComfyUI: parsing, --set coercion, errors and exit codes, server mode
+against a small fake ComfyUI HTTP server on 127.0.0.1 (port 0, loopback only)."""
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from video_enhance_kit import cli
+
+OBJECT_INFO = {
+    "FakeLoad": {
+        "input": {"required": {"file": [["vek_sample.mp4", "other.mp4"], {"tooltip": "clip"}]}},
+        "output": ["IMAGE"],
+        "output_name": ["IMAGE"],
+        "output_is_list": [False],
+        "name": "FakeLoad",
+        "output_node": False,
+    },
+    "FakeSampler": {
+        "input": {
+            "required": {
+                "images": ["IMAGE", {}],
+                "seed": ["INT", {"default": 0, "min": 0, "max": 2**32, "control_after_generate": True}],
+                "cfg": ["FLOAT", {"default": 7.0, "min": 0.0, "max": 30.0, "step": 0.1}],
+                "sampler_name": [["euler", "dpmpp_2m", "ddim"], {}],
+                "mode": ["COMBO", {"options": ["fast", "slow"], "default": "fast"}],
+                "steps": [[1, 2, 4], {}],
+            },
+            "optional": {
+                "denoise": ["BOOLEAN", {"default": True}],
+                "text": ["STRING", {"default": "", "multiline": True}],
+            },
+        },
+        "output": ["IMAGE"],
+        "output_name": ["IMAGE"],
+        "output_is_list": [False],
+        "name": "FakeSampler",
+        "output_node": False,
+    },
+    "FakeSave": {
+        "input": {"required": {"images": ["IMAGE", {}], "filename_prefix": ["STRING", {"default": "vek"}]}},
+        "output": [],
+        "output_name": [],
+        "output_is_list": [],
+        "name": "FakeSave",
+        "output_node": True,
+    },
+}
+
+API = {
+    "1": {"class_type": "FakeLoad", "inputs": {"file": "vek_sample.mp4"}},
+    "2": {
+        "class_type": "FakeSampler",
+        "inputs": {"images": ["1", 0], "seed": 5, "cfg": 7.0, "sampler_name": "euler", "mode": "fast", "steps": 2, "denoise": True, "text": "a fox"},
+    },
+    "3": {"class_type": "FakeSave", "inputs": {"images": ["2", 0], "filename_prefix": "vek"}},
+}
+
+UI = {
+    "last_node_id": 3,
+    "last_link_id": 2,
+    "nodes": [
+        {"id": 1, "type": "FakeLoad", "mode": 0, "inputs": [], "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}], "widgets_values": ["vek_sample.mp4"]},
+        {
+            "id": 2,
+            "type": "FakeSampler",
+            "mode": 0,
+            "inputs": [{"name": "images", "type": "IMAGE", "link": 1}],
+            "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [2]}],
+            "widgets_values": [5, "fixed", 7.0, "euler", "fast", 2, True, "a fox"],
+        },
+        {"id": 3, "type": "FakeSave", "mode": 0, "inputs": [{"name": "images", "type": "IMAGE", "link": 2}], "outputs": [], "widgets_values": ["vek"]},
+        {"id": 4, "type": "Note", "mode": 0, "inputs": [], "outputs": [], "widgets_values": ["a note"]},
+    ],
+    "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"]],
+    "groups": [],
+    "config": {},
+    "extra": {},
+    "version": 0.4,
+}
+
+
+# ------------------------------------------------------------------------------------------
+# parsing and coercion
+# ------------------------------------------------------------------------------------------
+
+
+def test_override_parse():
+    o = cli.Override.parse("12.text=a=b. c")
+    assert (o.node_id, o.input, o.raw) == ("12", "text", "a=b. c")
+    for bad in ("12text=1", "12.seed", ".seed=1", "12.=1"):
+        with pytest.raises(cli.CliError, match="NODE_ID.INPUT=VALUE"):
+            cli.Override.parse(bad)
+
+
+@pytest.mark.parametrize(
+    "raw, spec, expected",
+    [
+        ("42", ["INT", {"min": 0, "max": 100}], 42),
+        ("1e2", ["INT", {"min": 0, "max": 100}], 100),
+        ("-3", ["INT", {}], -3),
+        ("2.5", ["FLOAT", {"min": 0.0, "max": 30.0}], 2.5),
+        ("0", ["FLOAT", {"min": 0.0, "max": 30.0}], 0.0),
+        ("30", ["FLOAT", {"min": 0.0, "max": 30.0}], 30.0),
+        ("yes", ["BOOLEAN", {}], True),
+        ("False", ["BOOLEAN", {}], False),
+        ("0", ["BOOLEAN", {}], False),
+        ("  spaced text ", ["STRING", {}], "  spaced text "),
+        ("ddim", [["euler", "ddim"], {}], "ddim"),
+        ("slow", ["COMBO", {"options": ["fast", "slow"]}], "slow"),
+        ("4", [[1, 2, 4], {}], 4),
+        ('{"a": 1}', ["SOMETHING_ELSE", {}], {"a": 1}),
+        ("plain", ["SOMETHING_ELSE", {}], "plain"),
+    ],
+)
+def test_coerce_by_declared_type(raw, spec, expected):
+    value = cli.coerce(raw, spec, "--set 2.x")
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "raw, spec, message",
+    [
+        ("4.5", ["INT", {}], "is an INT"),
+        ("abc", ["INT", {}], "is an INT"),
+        ("nan", ["INT", {}], "is an INT"),
+        ("-1", ["INT", {"min": 0, "max": 10}], "outside its range"),
+        ("11", ["INT", {"min": 0, "max": 10}], "outside its range"),
+        ("x", ["FLOAT", {}], "is a FLOAT"),
+        ("nan", ["FLOAT", {}], "finite"),
+        ("inf", ["FLOAT", {}], "finite"),
+        ("-0.1", ["FLOAT", {"min": 0.0, "max": 1.0}], "outside its range"),
+        ("1.1", ["FLOAT", {"min": 0.0, "max": 1.0}], "outside its range"),
+        ("maybe", ["BOOLEAN", {}], "is a BOOLEAN"),
+        ("heun", [["euler", "ddim"], {}], "not one of the choices: euler, ddim"),
+        ("medium", ["COMBO", {"options": ["fast", "slow"]}], "not one of the choices"),
+    ],
+)
+def test_coerce_errors_name_the_input(raw, spec, message):
+    with pytest.raises(cli.CliError, match=message) as e:
+        cli.coerce(raw, spec, "--set 2.x (node 2, FakeSampler)")
+    assert "--set 2.x" in str(e.value) and e.value.code == cli.EXIT_USAGE
+
+
+def test_apply_overrides_coerces_and_copies():
+    sets = [cli.Override.parse(s) for s in ("2.seed=9", "2.cfg=3.5", "2.denoise=off", "2.text=a cat", "2.mode=slow", "3.filename_prefix=run1")]
+    out = cli.apply_overrides(API, sets, OBJECT_INFO)
+    assert out["2"]["inputs"]["seed"] == 9 and out["2"]["inputs"]["cfg"] == 3.5
+    assert out["2"]["inputs"]["denoise"] is False and out["2"]["inputs"]["text"] == "a cat"
+    assert out["2"]["inputs"]["mode"] == "slow" and out["3"]["inputs"]["filename_prefix"] == "run1"
+    assert API["2"]["inputs"]["seed"] == 5  # the input prompt is not mutated
+    assert out["2"]["inputs"]["images"] == ["1", 0]
+
+
+def test_apply_overrides_unknown_node_and_input():
+    with pytest.raises(cli.CliError, match=r"no node '7'.*1 \(FakeLoad\), 2 \(FakeSampler\), 3 \(FakeSave\)"):
+        cli.apply_overrides(API, [cli.Override.parse("7.seed=1")], OBJECT_INFO)
+    with pytest.raises(cli.CliError, match=r"node 2, FakeSampler\): FakeSampler has no input 'sead'; its inputs: images, seed"):
+        cli.apply_overrides(API, [cli.Override.parse("2.sead=1")], OBJECT_INFO)
+
+
+def test_format_detection_and_ui_conversion():
+    assert cli.is_api_format(API) and not cli.is_api_format(UI) and not cli.is_api_format({})
+    converted = cli.to_api(UI, OBJECT_INFO)
+    assert set(converted) == {"1", "2", "3"}  # the Note is dropped
+    assert {k: v["class_type"] for k, v in converted.items()} == {k: v["class_type"] for k, v in API.items()}
+    for key, value in API["2"]["inputs"].items():
+        assert converted["2"]["inputs"][key] == value, key  # widgets mapped by position, "fixed" stripped
+    assert cli.to_api(API, OBJECT_INFO) == API and cli.to_api(API, OBJECT_INFO) is not API
+
+
+def test_ui_conversion_names_unknown_node_types():
+    ui = json.loads(json.dumps(UI))
+    ui["nodes"][1]["type"] = "NotInstalledNode"
+    with pytest.raises(cli.CliError, match="NotInstalledNode") as e:
+        cli.to_api(ui, OBJECT_INFO)
+    assert e.value.code == cli.EXIT_FAILED
+    with pytest.raises(cli.CliError, match="neither UI format"):
+        cli.to_api({"foo": 1}, OBJECT_INFO)
+
+
+def test_validation_and_execution_messages_name_the_node():
+    msg = cli.describe_validation_error(
+        {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation", "details": ""},
+        {"2": {"errors": [{"type": "value_bigger_than_max", "message": "Value 99 bigger than max of 30", "details": "cfg", "extra_info": {"input_name": "cfg"}}], "class_type": "FakeSampler"}},
+        API,
+    )
+    assert "node 2 (FakeSampler): Value 99 bigger than max of 30: cfg" in msg
+    msg = cli.describe_execution_error({"node_id": "2", "node_type": "FakeSampler", "exception_type": "InputError", "exception_message": "latent: has 1 frame"})
+    assert msg == "node 2 (FakeSampler) failed: InputError: latent: has 1 frame"
+
+
+def test_progress_prints_nodes_and_steps():
+    stream = io.StringIO()
+    p = cli.Progress(API, stream=stream)
+    p.event("executing", {"node": "2", "prompt_id": "x"})
+    for i in range(1, 4):
+        p.event("progress", {"value": i, "max": 3, "node": "2", "prompt_id": "x"})
+    p.event("executing", {"node": "3", "prompt_id": "x"})
+    p.event("execution_error", {"node_id": "3", "node_type": "FakeSave", "exception_message": "disk full"})
+    text = stream.getvalue()
+    assert "running node 2 (FakeSampler)" in text and "running node 3 (FakeSave)" in text
+    assert "3/3 node 2 (FakeSampler)" in text  # non-tty: first and last step only
+    assert "2/3" not in text
+    assert p.executed == ["2", "3"] and p.error["node_id"] == "3"
+
+
+# ------------------------------------------------------------------------------------------
+# exit codes of main()
+# ------------------------------------------------------------------------------------------
+
+
+def run_main(argv):
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(argv, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_exit_codes_for_usage_and_environment(tmp_path, monkeypatch):
+    code, _, err = run_main(["run", str(tmp_path / "missing.json")])
+    assert code == cli.EXIT_USAGE and "does not exist" in err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    code, _, err = run_main(["run", str(bad)])
+    assert code == cli.EXIT_USAGE and "not valid JSON" in err
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps(API))
+    code, _, err = run_main(["run", str(wf), "--set", "2seed=1"])
+    assert code == cli.EXIT_USAGE and "NODE_ID.INPUT=VALUE" in err
+    code, _, err = run_main(["run", str(wf), "--comfyui", str(tmp_path)])
+    assert code == cli.EXIT_ENV and "not a ComfyUI folder" in err
+    monkeypatch.delenv("COMFYUI_PATH", raising=False)
+    code, _, err = run_main(["run", str(wf)])
+    assert code == cli.EXIT_ENV and "ComfyUI not found" in err
+    code, _, err = run_main(["run", str(wf), "--server", "http://127.0.0.1:1", "--tiny"])
+    assert code == cli.EXIT_USAGE and "--tiny" in err
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, _, err = run_main(["run", str(wf), "--server", f"http://127.0.0.1:{port}"])
+    assert code == cli.EXIT_ENV and "cannot reach the ComfyUI server" in err
+    with pytest.raises(SystemExit) as e:  # argparse: missing workflow argument
+        cli.main(["run"], out=io.StringIO(), err=io.StringIO())
+    assert e.value.code == 2
+
+
+def test_module_entry_point_runs_without_comfyui(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "video_enhance_kit", "run", "--help"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0 and "--set NODE_ID.INPUT=VALUE" in proc.stdout
+    code = "import sys, video_enhance_kit.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in ('comfy', 'folder_paths', 'execution', 'server', 'nodes')))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------------------
+# server mode against a fake ComfyUI
+# ------------------------------------------------------------------------------------------
+
+
+class FakeComfy:
+    """The parts of ComfyUI's HTTP API the runner uses; records what it was sent."""
+
+    def __init__(self):
+        self.prompts, self.uploads, self.history, self.polls = [], {}, {}, 0
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, payload, raw=False):
+                body = payload if raw else json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                url = urllib.parse.urlsplit(self.path)
+                query = dict(urllib.parse.parse_qsl(url.query))
+                if url.path == "/object_info":
+                    return self.reply(200, OBJECT_INFO)
+                if url.path.startswith("/history/"):
+                    fake.polls += 1
+                    pid = url.path.split("/")[-1]
+                    # the entry shows up only on the second poll (the prompt "runs" meanwhile)
+                    return self.reply(200, {pid: fake.history[pid]} if pid in fake.history and fake.polls % 2 == 0 else {})
+                if url.path == "/view":
+                    if query.get("type") != "output":
+                        return self.reply(404, {})
+                    return self.reply(200, f"data of {query['subfolder']}/{query['filename']}".encode(), raw=True)
+                return self.reply(404, {})
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                if self.path == "/upload/image":
+                    name = body.split(b'filename="')[1].split(b'"')[0].decode()
+                    data = body.split(b"\r\n\r\n", 3)[-1].rsplit(b"\r\n--", 2)[0]
+                    fake.uploads[name] = data
+                    return self.reply(200, {"name": name, "subfolder": "", "type": "input"})
+                if self.path == "/prompt":
+                    msg = json.loads(body)
+                    prompt = msg["prompt"]
+                    fake.prompts.append(msg)
+                    sampler = prompt["2"]["inputs"]
+                    if sampler["cfg"] > 20:
+                        errors = {"2": {"errors": [{"type": "value_bigger_than_max", "message": "Value bigger than max", "details": f"cfg {sampler['cfg']} > 20", "extra_info": {"input_name": "cfg"}}], "class_type": "FakeSampler", "dependent_outputs": ["3"]}}
+                        return self.reply(400, {"error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation", "details": "", "extra_info": {}}, "node_errors": errors})
+                    pid = f"p{len(fake.prompts)}"
+                    if sampler["text"] == "boom":
+                        fake.history[pid] = {"outputs": {}, "status": {"status_str": "error", "completed": False, "messages": [
+                            ["execution_start", {"prompt_id": pid}],
+                            ["execution_error", {"prompt_id": pid, "node_id": "2", "node_type": "FakeSampler", "exception_type": "InputError", "exception_message": "seed: the fake exploded"}],
+                        ]}}
+                    else:
+                        fake.history[pid] = {"outputs": {
+                            "3": {"images": [{"filename": f"{prompt['3']['inputs']['filename_prefix']}_00001.mp4", "subfolder": "video", "type": "output"}], "animated": [True]},
+                            "9": {"images": [{"filename": "preview.png", "subfolder": "", "type": "temp"}]},
+                        }, "status": {"status_str": "success", "completed": True, "messages": []}}
+                    return self.reply(200, {"prompt_id": pid, "number": 0, "node_errors": {}})
+                return self.reply(404, {})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake():
+    with FakeComfy() as server:
+        yield server
+
+
+@pytest.fixture
+def ui_file(tmp_path):
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps(UI))
+    return path
+
+
+def test_server_run_success(fake, ui_file, tmp_path):
+    out_dir = tmp_path / "out"
+    code, out, err = run_main(["run", str(ui_file), "--server", fake.url, "--out", str(out_dir), "--set", "2.seed=77", "--set", "2.denoise=false"])
+    assert code == cli.EXIT_OK, err
+    sent = fake.prompts[-1]
+    assert sent["prompt"]["2"]["inputs"]["seed"] == 77 and sent["prompt"]["2"]["inputs"]["denoise"] is False
+    assert sent["prompt"]["2"]["inputs"]["images"] == ["1", 0] and sent["client_id"]
+    # the sample clip the workflow names was uploaded, byte for byte
+    assert fake.uploads["vek_sample.mp4"] == cli.sample_clip_path("vek_sample.mp4").read_bytes()
+    # outputs fetched through /view into --out (previews are not)
+    saved = out_dir / "video" / "vek_00001.mp4"
+    assert saved.read_bytes() == b"data of video/vek_00001.mp4"
+    assert not (out_dir / "preview.png").exists()
+    assert str(saved) in out and "done in" in out
+    assert fake.polls >= 2  # no websocket on the fake server: the runner polled /history
+
+
+def test_server_run_validation_error(fake, ui_file, tmp_path):
+    code, _, err = run_main(["run", str(ui_file), "--server", fake.url, "--out", str(tmp_path), "--set", "2.cfg=25", "--no-websocket"])
+    assert code == cli.EXIT_FAILED
+    assert "failed validation" in err and "node 2 (FakeSampler): Value bigger than max: cfg 25.0 > 20" in err
+
+
+def test_server_run_execution_error(fake, ui_file, tmp_path):
+    code, out, err = run_main(["run", str(ui_file), "--server", fake.url, "--out", str(tmp_path), "--set", "2.text=boom", "--no-websocket"])
+    assert code == cli.EXIT_FAILED
+    assert "error: node 2 (FakeSampler) failed: InputError: seed: the fake exploded" in err
+    assert "outputs" not in out
+
+
+def test_server_set_errors_use_the_servers_object_info(fake, ui_file, tmp_path):
+    code, _, err = run_main(["run", str(ui_file), "--server", fake.url, "--set", "2.sampler_name=heun"])
+    assert code == cli.EXIT_USAGE and "--set 2.sampler_name (node 2, FakeSampler): 'heun' is not one of the choices: euler, dpmpp_2m, ddim" in err
+    code, _, err = run_main(["run", str(ui_file), "--server", fake.url, "--set", "2.cfg=31"])
+    assert code == cli.EXIT_USAGE and "outside its range [0.0, 30.0]" in err
+    assert fake.prompts == []  # nothing was queued
+
+
+def test_print_api(fake, ui_file):
+    code, out, _ = run_main(["run", str(ui_file), "--server", fake.url, "--print-api", "--set", "2.seed=3"])
+    assert code == cli.EXIT_OK
+    prompt = json.loads(out)
+    assert prompt["2"]["inputs"]["seed"] == 3 and prompt["3"]["class_type"] == "FakeSave" and fake.prompts == []
+
+
+class FakeBackend:
+    """A stand-in for the in-process host, to test doctor's table and exit code."""
+
+    def __init__(self, fail=("b.json",), failures=None):
+        self.fail, self.failures, self.ran = fail, failures or {}, []
+
+    def import_failures(self):
+        return self.failures
+
+    def object_info(self):
+        return {**OBJECT_INFO, "VEK_Fake": OBJECT_INFO["FakeSave"]}
+
+    def prepare(self, prompt):
+        return prompt
+
+    def place_sample_clips(self, prompt):
+        pass
+
+    def run(self, prompt, progress, out_dir):
+        name = prompt["3"]["inputs"]["filename_prefix"]
+        self.ran.append(name)
+        if f"{name}.json" in self.fail:
+            return cli.RunResult(False, "p", {}, [], "node 2 (FakeSampler) failed: RuntimeError: bad\nsecond line", 0.1)
+        return cli.RunResult(True, "p", {}, [Path("x.mp4")], "", 0.1)
+
+
+def test_doctor_table_and_exit_code(tmp_path):
+    for name in ("a", "b"):
+        api = json.loads(json.dumps(API))
+        api["3"]["inputs"]["filename_prefix"] = name
+        (tmp_path / f"{name}.json").write_text(json.dumps(api))
+    args = cli.build_parser().parse_args(["doctor", "--workflows", str(tmp_path), "--out", str(tmp_path / "o")])
+    out = io.StringIO()
+    backend = FakeBackend()
+    assert cli.cmd_doctor(args, out=out, backend=backend) == cli.EXIT_FAILED
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert lines[1].split() == ["workflow", "status", "seconds", "message"]
+    assert any(line.startswith("a.json") and " pass " in line and "1 file(s)" in line for line in lines)
+    assert any(line.startswith("b.json") and " FAIL " in line and "RuntimeError: bad | second line" in line for line in lines)
+    assert "1 nodes registered" in text and text.rstrip().endswith("doctor: FAILED")
+    out = io.StringIO()
+    assert cli.cmd_doctor(args, out=out, backend=FakeBackend(fail=())) == cli.EXIT_OK
+    assert out.getvalue().rstrip().endswith("all checks passed")
+    out = io.StringIO()
+    assert cli.cmd_doctor(args, out=out, backend=FakeBackend(fail=(), failures={"video_enhance_kit": "ImportError: x"})) == cli.EXIT_FAILED
+    assert "import failed: video_enhance_kit: ImportError: x" in out.getvalue()
