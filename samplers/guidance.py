@@ -1,0 +1,218 @@
+"""ZVRD temporal consistency guidance (Cao et al., "Temporal Consistency Guidance", Eq. 8-10).
+
+At every sampling step the x0 prediction ``x0_hat`` of the model (after CFG) is pulled towards a
+temporally consistent video by one gradient step on
+
+- Eq. 8, pixel-level: ``L_PC = sum_i M_i * |x0_i - warp(x0_{i-1}, f_i)|_1`` (occlusion-masked L1 between
+  each frame and the previous frame warped into it by the flow ``f_i`` from frame i to frame i-1);
+- Eq. 9, semantic-level: ``L_SC = sum_i 1 - cos(E_i, E_{i-1})`` with ``E`` the CLIP image embedding;
+- Eq. 10, total: ``L_TC = L_PC + gamma * L_SC``.
+
+The gradient is taken with respect to ``x0_hat`` only: the model is called once per step, as without
+guidance, and never differentiated. The step is ``x0_hat <- x0_hat - s * g`` with ``g`` the gradient
+normalised to the RMS of ``x0_hat`` (see :func:`normalised_step`): the paper shifts the DDPM posterior
+mean by ``s * grad`` (GDP-style); the mean is linear in ``x0_hat``, so moving ``x0_hat`` is the same
+up to a per-step factor, and it works with every sampler that consumes a denoised prediction.
+The pixel term is used only at or below a noise level (the paper's ``T_TC``: 300 of 1000 DDPM steps,
+i.e. the last 30 % of the schedule); the semantic term throughout.
+
+Loss space (paper silent, it ran a pixel-space model): ``"latent"`` (default) computes ``L_PC`` on the
+latent x0 directly with the flow resized to the latent grid - the latent of a VAE is spatially aligned
+with the image, so warping it is meaningful, and it needs no decoder backward pass (10-100x cheaper).
+``"pixel"`` decodes x0 with a differentiable decoder (the VAE) and computes both losses on pixels.
+The semantic term always needs RGB: in latent space it decodes with the given ``to_rgb`` callable
+(the node passes the model's cheap linear latent-to-RGB preview projection).
+
+Frames: x0 is ``[F, C, H, W]`` (image model, frames as batch) or ``[B, C, T, H, W]`` (video model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..utils.checks import InputError, check_choice, check_range
+from ..utils.flow import resize_flow, resize_mask
+from ..utils.video import from_frames, to_frames
+from ..utils.warp import warp
+
+LOSS_SPACES = ("latent", "pixel")
+
+
+def pixel_consistency_loss(x0: torch.Tensor, flow_backward: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 8: ``sum_i mean(M_i * |x0_i - warp(x0_{i-1}, f_i)|)`` over consecutive pairs.
+
+    Args:
+        x0: frames ``[F, C, H, W]``.
+        flow_backward: ``[F-1, 2, H, W]`` flow from frame i to frame i-1 (pixels of x0's grid).
+        mask: ``[F-1, 1, H, W]`` occlusion mask (1 = consistent), or None.
+    Returns: a scalar. The per-pair L1 is a mean over elements (the paper's sum divided by C*H*W) so the
+    value does not grow with resolution.
+    """
+    warped = warp(x0[:-1], flow_backward.to(x0.dtype))
+    diff = (x0[1:] - warped).abs()
+    if mask is not None:
+        diff = diff * mask.to(x0.dtype)
+    return diff.flatten(1).mean(1).sum()
+
+
+def semantic_consistency_loss(embeds: torch.Tensor) -> torch.Tensor:
+    """Eq. 9: ``sum_i 1 - cos(E_i, E_{i-1})`` for image embeddings ``[F, D]``."""
+    return (1.0 - F.cosine_similarity(embeds[1:], embeds[:-1], dim=-1)).sum()
+
+
+def temporal_consistency_loss(pixel_loss: torch.Tensor | None, semantic_loss: torch.Tensor | None, gamma: float) -> torch.Tensor:
+    """Eq. 10: ``L_TC = L_PC + gamma * L_SC`` (either term may be absent)."""
+    total = 0.0
+    if pixel_loss is not None:
+        total = total + pixel_loss
+    if semantic_loss is not None and gamma != 0:
+        total = total + gamma * semantic_loss
+    return total
+
+
+def normalised_step(x0: torch.Tensor, grad: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x0 - scale * rms(x0) * grad / rms(grad)``: a step of ``scale`` in units of x0's own RMS."""
+    g_rms = grad.float().pow(2).mean().sqrt()
+    if not bool(torch.isfinite(g_rms)) or float(g_rms) == 0.0:
+        return x0
+    x_rms = x0.float().pow(2).mean().sqrt().clamp_min(1e-6)
+    return x0 - (scale * x_rms / g_rms * grad.float()).to(x0.dtype)
+
+
+@dataclass
+class GuidanceSettings:
+    """Inputs of the temporal consistency guidance (defaults are this pack's, see the module docstring).
+
+    scale: s, step size in units of x0's RMS (0 disables). gamma: weight of the semantic term (Eq. 10).
+    pixel_sigma: the pixel term is used only when the step's sigma <= pixel_sigma (T_TC). loss_space:
+    ``"latent"`` or ``"pixel"``.
+    """
+
+    scale: float = 0.1
+    gamma: float = 1.0
+    pixel_sigma: float = float("inf")
+    loss_space: str = "latent"
+
+    def check(self):
+        check_range(self.scale, "guidance_scale", 0.0, 10.0)
+        check_range(self.gamma, "semantic_weight", 0.0, 100.0)
+        if not self.pixel_sigma >= 0:
+            raise InputError("pixel_start", f"gives a negative noise level {self.pixel_sigma}", "set pixel_start in [0, 1]")
+        check_choice(self.loss_space, "loss_space", LOSS_SPACES)
+        return self
+
+
+class TemporalConsistencyGuidance:
+    """Apply Eq. 8-10 gradient guidance to an x0 prediction; call once per model evaluation.
+
+    Args:
+        settings: :class:`GuidanceSettings`.
+        to_rgb: differentiable ``latent frames [N, C, h, w] -> RGB [N, 3, H, W]`` in 0..1; needed for
+            ``loss_space="pixel"``, for the semantic term and for flow re-estimation.
+        embed: differentiable ``RGB [N, 3, H, W] -> [N, D]`` image encoder (CLIP), or None (no semantic term).
+        flow: ``(backward [F-1, 2, H, W], mask [F-1, 1, H, W])`` in pixels of any resolution (resized
+            to the loss grid), with F the latent's frame count; or None to re-estimate it every step.
+        estimate_flow: ``frames [F, C, H, W] -> (backward, mask)``, used when ``flow`` is None: the flow
+            for step t is estimated on step t+1's x0 (as in the paper), on the latent in latent space and
+            on the decoded RGB in pixel space.
+    """
+
+    def __init__(self, settings: GuidanceSettings, to_rgb: Callable | None = None, embed: Callable | None = None,
+                 flow: tuple[torch.Tensor, torch.Tensor] | None = None, estimate_flow: Callable | None = None):
+        self.settings = settings.check()
+        self.to_rgb = to_rgb
+        self.embed = embed
+        self.flow = flow
+        self.estimate_flow = estimate_flow
+        self._previous: list[torch.Tensor | None] = []
+        self._device = torch.device("cpu")
+        if settings.loss_space == "pixel" and to_rgb is None:
+            raise InputError("vae", "loss_space 'pixel' needs a decoder", "connect a VAE, or set loss_space to 'latent'")
+
+    @property
+    def active(self) -> bool:
+        return self.settings.scale > 0
+
+    def _flow_at(self, video: int, size: tuple[int, int], frames: int):
+        if self.flow is not None:
+            backward, mask = self.flow
+        elif self.estimate_flow is not None and video < len(self._previous) and self._previous[video] is not None:
+            backward, mask = self.estimate_flow(self._previous[video])
+        else:
+            return None
+        if backward.shape[0] != frames - 1:
+            raise InputError("flow", f"has {backward.shape[0] + 1} frames, the latent has {frames}",
+                             "estimate the flow from the same video (same frame count) as the latent")
+        if tuple(backward.shape[-2:]) != tuple(size):
+            backward = resize_flow(backward.float(), size)
+            mask = None if mask is None else resize_mask(mask.float(), size)
+        return backward.to(self._device), None if mask is None else mask.to(self._device)
+
+    def video_loss(self, x0: torch.Tensor, sigma: float, video: int = 0) -> torch.Tensor:
+        """Eq. 10 for one video's frames ``[F, C, H, W]`` at noise level ``sigma`` (differentiable in x0)."""
+        s = self.settings
+        self._device = x0.device
+        use_pixel = sigma <= s.pixel_sigma
+        use_semantic = self.embed is not None and s.gamma > 0 and self.to_rgb is not None
+        rgb = self.to_rgb(x0) if (s.loss_space == "pixel" or use_semantic) else None
+        target = rgb if s.loss_space == "pixel" else x0
+        pixel = semantic = None
+        if use_pixel:
+            flow = self._flow_at(video, target.shape[-2:], x0.shape[0])
+            if flow is not None:
+                pixel = pixel_consistency_loss(target, *flow)
+        if use_semantic:
+            semantic = semantic_consistency_loss(self.embed(rgb))
+        if self.flow is None and self.estimate_flow is not None:
+            while len(self._previous) <= video:
+                self._previous.append(None)
+            self._previous[video] = target.detach().clamp(0, 1) if s.loss_space == "pixel" else target.detach()
+        return temporal_consistency_loss(pixel, semantic, s.gamma)
+
+    def __call__(self, x0: torch.Tensor, sigma: float) -> torch.Tensor:
+        """Guided x0 prediction: one normalised gradient step on L_TC w.r.t. x0 (``[F, C, H, W]`` or ``[B, C, T, H, W]``)."""
+        if not self.active:
+            return x0
+        frames, batch = to_frames(x0)
+        videos = 1 if batch is None else batch
+        per = frames.shape[0] // videos
+        if per < 2:
+            return x0
+        with torch.inference_mode(False), torch.enable_grad():
+            leaf = frames.detach().clone().float().requires_grad_(True)
+            total = 0.0
+            for v in range(videos):
+                total = total + self.video_loss(leaf[v * per:(v + 1) * per], float(sigma), v)
+            if not isinstance(total, torch.Tensor) or not total.requires_grad:
+                return x0
+            (grad,) = torch.autograd.grad(total, leaf)
+        guided = normalised_step(frames.detach().float(), grad.detach(), self.settings.scale)
+        return from_frames(guided.to(x0.dtype), batch)
+
+
+def subsample_flow(backward: torch.Tensor, mask: torch.Tensor | None, stride: int):
+    """Compose a per-frame backward flow ``[F-1, 2, H, W]`` into flows between frames ``stride`` apart.
+
+    ``f_{a->a-s}(p) = f_{a->a-1}(p) + f_{a-1->a-s}(p + f_{a->a-1}(p))``; masks multiply along the chain.
+    Returns ``[(F-1)/stride, 2, H, W]`` and the mask. Used to align a video's flow with a video latent
+    whose frames are ``stride`` video frames apart (Wan: 4).
+    """
+    pairs = backward.shape[0]
+    if stride < 1 or pairs % stride:
+        raise InputError("flow", f"{pairs + 1} frames do not map onto latent frames {stride} apart",
+                         "estimate the flow from the video that was encoded into this latent")
+    flows, masks = [], []
+    for end in range(stride, pairs + 1, stride):
+        total = backward[end - 1:end].float()
+        m = None if mask is None else mask[end - 1:end].float()
+        for j in range(end - 2, end - stride - 1, -1):
+            if m is not None:
+                m = m * warp(mask[j:j + 1].float(), total, mode="nearest")
+            total = total + warp(backward[j:j + 1].float(), total)
+        flows.append(total)
+        masks.append(m)
+    return torch.cat(flows), (None if mask is None else torch.cat(masks))
