@@ -89,7 +89,15 @@ def object_centre(t: float, size: int = REFERENCE_SIZE, frames: int = 25) -> tup
 
 
 def render_frame(t: float, size: int = REFERENCE_SIZE, frames: int = 25) -> np.ndarray:
-    """Frame ``t`` as float RGB ``[size, size, 3]`` in 0..1."""
+    """Frame ``t`` as float RGB ``[size, size, 3]`` in 0..1 (supersampled below the reference size, no aliasing)."""
+    k = min(4, max(1, REFERENCE_SIZE // size))
+    if k > 1:
+        fine = _render(t, size * k, frames)
+        return fine.reshape(size, k, size, k, 3).mean(axis=(1, 3))
+    return _render(t, size, frames)
+
+
+def _render(t: float, size: int, frames: int) -> np.ndarray:
     scale = REFERENCE_SIZE / size  # evaluate the scene in reference pixels
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
     x, y = (xs + 0.5) * scale, (ys + 0.5) * scale
