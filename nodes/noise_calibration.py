@@ -1,0 +1,252 @@
+"""Noise Calibration (NC-SDEdit) nodes: a SAMPLER wrapper for SamplerCustomAdvanced and a KSampler-like refiner.
+
+Why a SAMPLER wrapper (not a NOISE node): inside ``Sampler.sample`` everything the calibration needs is
+already prepared by the guider that runs the sampling: the loaded model with all its patches, the
+processed conditioning, the CFG scale and model_options, the latent being refined (after
+``process_latent_in``), the exact SIGMAS and the seed. A NOISE node would need the GUIDER, SIGMAS and
+LATENT wired a second time (and would silently calibrate at the wrong noise level if they differed),
+and would have to load the model outside sampling. The wrapper calibrates at ``sigmas[0]`` before it
+hands the calibrated noise to the wrapped sampler, so the start does not depend on which sampler runs.
+It composes with every NOISE node (the calibration starts from that noise, e.g. Shared Noise), every
+GUIDER (CFG or Temporal Consistency: "guided" calibrates through it) and other SAMPLER wrappers: wrap
+the base sampler with Noise Calibration first, then wrap the result with the others (Shared Noise
+Sampler, Early Stop), so nothing replaces the calibrated noise afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from comfy_api.latest import io
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+
+from ..samplers.noise_calibration import DEFAULT_CUTOFF, DEFAULT_ITERATIONS, MAX_ITERATIONS, calibrate_noise, check_calibration_args
+from ..utils.checks import InputError, check_choice, check_finite, check_range, check_sigmas
+from ..utils.fft import DEFAULT_MASK, MASKS
+from ._common import latent_samples, throw_if_interrupted, with_samples
+from ._registry import CATEGORY
+
+FEATURE = f"{CATEGORY}/noise_calibration"
+DIMS = {"2d (per frame)": 2, "3d (spatio-temporal)": 3}
+GUIDANCE = ("guided (cfg)", "cond only (paper)")
+
+TIP_ITERATIONS = "N: fixed-point calibration iterations, one extra model call each (guided: one CFG call). 0 = plain SDEdit. The paper recommends 1-3 (default 3); more can oversaturate colours."
+TIP_CUTOFF = "nu: threshold frequency in [0, 1] below which the result must match the input. Higher keeps more of the input's detail (paper default 1.0; 0.5 for a looser match; 0 = no calibration)."
+TIP_MASK = "FFT mask separating low from high frequencies. ideal_reference reproduces the authors' code (the paper's numbers); ideal is the symmetric box; gaussian and butterworth are smooth (no ringing)."
+TIP_DIMS = "2d filters each frame in space (the paper's choice); 3d also filters across frames (for image models the batch is treated as time)."
+TIP_GUIDANCE = "Which prediction is calibrated: the guided one the sampler will use (same CFG and patches; a CFG call costs two model passes) or the conditional one only, as the authors' code does (one pass)."
+TIP_ORDER = "Butterworth order (sharper cut-off when higher); ignored by the other masks."
+
+
+def noise_rule(model_sampling, sigma: torch.Tensor, max_denoise: bool, like: torch.Tensor) -> tuple[float, float]:
+    """(a, s) of the model's start noising x = a * x0 + s * eps at ``sigma``, read off ``noise_scaling``."""
+
+    def probe(noise_value: float, latent_value: float) -> torch.Tensor:
+        shape = [1] * like.ndim
+        noise = torch.full(shape, noise_value, device=like.device, dtype=torch.float32)
+        latent = torch.full(shape, latent_value, device=like.device, dtype=torch.float32)
+        return model_sampling.noise_scaling(sigma, noise, latent, max_denoise).flatten()[0].double()
+
+    a, s = float(probe(0.0, 1.0)), float(probe(1.0, 0.0))
+    if abs(float(probe(2.0, 3.0)) - (2 * s + 3 * a)) > 1e-4 * (1 + abs(a) + abs(s)):
+        raise InputError("model", f"{type(model_sampling).__name__} does not noise as x = a*x0 + s*eps", "use an eps, v or flow model (SD1.5, SDXL, Wan, HunyuanVideo, LTX-Video, ...)")
+    return a, s
+
+
+class NoiseCalibrationSampler(comfy.samplers.Sampler):
+    """Wraps a SAMPLER: calibrates the start noise at sigmas[0] (paper Algorithm 1), then runs the wrapped sampler."""
+
+    def __init__(self, inner, iterations=DEFAULT_ITERATIONS, cutoff=DEFAULT_CUTOFF, mask=DEFAULT_MASK, dims=2, order=2, guided=True, reference=None, on_step=None):
+        self.inner, self.iterations, self.cutoff, self.mask = inner, iterations, cutoff, mask
+        self.dims, self.order, self.guided, self.reference, self.on_step = dims, order, guided, reference, on_step
+        self.last_errors: list[float] = []
+
+    def max_denoise(self, model_wrap, sigmas):
+        return self.inner.max_denoise(model_wrap, sigmas) if hasattr(self.inner, "max_denoise") else super().max_denoise(model_wrap, sigmas)
+
+    def denoiser(self, model_wrap, sigma, extra_args):
+        """x_t -> x0_hat at ``sigma`` with the sampling's model_options: the guided prediction or the conditional one."""
+        model_options, seed = extra_args.get("model_options", {}), extra_args.get("seed")
+        conds = getattr(model_wrap, "conds", {}) or {}
+        cond_only = not self.guided and conds.get("positive") is not None
+        if not self.guided and not cond_only:
+            logging.warning("video-enhance-kit Noise Calibration: this guider has no 'positive' conditioning; calibrating with its guided prediction")
+
+        def predict(x):
+            throw_if_interrupted()
+            timestep = sigma * x.new_ones([x.shape[0]])
+            if cond_only:
+                return comfy.samplers.calc_cond_batch(model_wrap.inner_model, [conds["positive"]], x, timestep, model_options)[0]
+            return model_wrap(x, timestep, model_options=model_options, seed=seed)
+
+        return predict
+
+    def calibrated_noise(self, model_wrap, sigmas, extra_args, noise, latent_image):
+        """Noise Calibration at sigmas[0] against ``latent_image`` (or ``reference``): the calibrated eps."""
+        check_sigmas(sigmas, "sigmas")
+        if latent_image is None:
+            raise InputError("latent_image", "is missing: Noise Calibration refines an existing latent (SDEdit)", "connect the latent to refine")
+        check_finite(latent_image, "latent_image")
+        x_ref = latent_image
+        if self.reference is not None:
+            x_ref = model_wrap.inner_model.process_latent_in(self.reference.to(latent_image.device, torch.float32))
+            if tuple(x_ref.shape) != tuple(latent_image.shape):
+                raise InputError("reference", f"shape {tuple(self.reference.shape)} does not match the sampled latent {tuple(latent_image.shape)}", "give the reference the same size and frame count as the latent being sampled, or disconnect it")
+        if tuple(noise.shape) != tuple(x_ref.shape):
+            raise InputError("noise", f"shape {tuple(noise.shape)} does not match the latent {tuple(x_ref.shape)}", "use a NOISE node that makes noise shaped like the latent")
+        sigma = sigmas[0]
+        a, s = noise_rule(model_wrap.inner_model.model_sampling, sigma, self.max_denoise(model_wrap, sigmas), x_ref)
+        check_calibration_args(self.iterations, self.cutoff, a, s)
+        pbar = comfy.utils.ProgressBar(self.iterations) if self.on_step is None else None
+
+        def on_call(k, x0_hat, err):
+            if self.on_step is not None:
+                self.on_step(k, x0_hat, err)
+            else:
+                pbar.update_absolute(k + 1, self.iterations)
+
+        with torch.no_grad():
+            result = calibrate_noise(
+                self.denoiser(model_wrap, sigma, extra_args), x_ref.float(), noise.float(), a, s,
+                iterations=self.iterations, cutoff=self.cutoff, mask=self.mask, dims=self.dims, order=self.order, callback=on_call,
+            )
+        self.last_errors = result.lf_errors
+        logging.info("video-enhance-kit Noise Calibration: sigma %.4f, low-frequency error per call %s", float(sigma), ", ".join(f"{e:.4g}" for e in result.lf_errors))
+        throw_if_interrupted()
+        return result.noise.to(noise.dtype)
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
+        if self.iterations > 0:
+            noise = self.calibrated_noise(model_wrap, sigmas, extra_args, noise, latent_image)
+        return self.inner.sample(model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
+
+
+def check_nc_inputs(iterations, cutoff, mask, dims_name, guidance, order=2) -> None:
+    """Validate the calibration widgets (also for API prompts that skip the UI's ranges)."""
+    check_range(iterations, "iterations", 0, MAX_ITERATIONS, integer=True)
+    check_range(cutoff, "cutoff", 0.0, 1.0)
+    check_choice(mask, "mask", MASKS)
+    check_choice(dims_name, "dims", DIMS)
+    check_choice(guidance, "calibrate_with", GUIDANCE)
+    check_range(order, "order", 1, 16, integer=True)
+
+
+def nc_inputs(with_order: bool = True) -> list:
+    """The calibration widgets shared by both nodes."""
+    inputs = [
+        io.Int.Input("iterations", default=DEFAULT_ITERATIONS, min=0, max=MAX_ITERATIONS, tooltip=TIP_ITERATIONS),
+        io.Float.Input("cutoff", default=DEFAULT_CUTOFF, min=0.0, max=1.0, step=0.05, tooltip=TIP_CUTOFF),
+        io.Combo.Input("mask", options=list(MASKS), default=DEFAULT_MASK, tooltip=TIP_MASK),
+        io.Combo.Input("dims", options=list(DIMS), default="2d (per frame)", tooltip=TIP_DIMS),
+        io.Combo.Input("calibrate_with", options=list(GUIDANCE), default=GUIDANCE[0], tooltip=TIP_GUIDANCE),
+    ]
+    if with_order:
+        inputs.append(io.Int.Input("order", default=2, min=1, max=16, tooltip=TIP_ORDER))
+    return inputs
+
+
+class NoiseCalibration(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VEK_NoiseCalibration",
+            display_name="Noise Calibration (NC-SDEdit sampler)",
+            category=FEATURE,
+            description=(
+                "Wraps a SAMPLER for SamplerCustomAdvanced: before sampling, calibrates the SDEdit start noise at the first "
+                "sigma in N fixed-point model calls so the low frequencies of the model's clean estimate match the latent "
+                "being refined (Noise Calibration, Yang et al. 2024, Algorithm 1), then runs the wrapped sampler from it. "
+                "Use with a partial-denoise schedule (e.g. BasicScheduler denoise 0.6 = t0 600/1000). It is a SAMPLER wrapper, "
+                "not a NOISE node, because inside sampling it sees the exact model, patches, conditioning, CFG, latent and "
+                "sigmas the guider uses: nothing to wire twice, and the calibrated start is the same whichever sampler it wraps. "
+                "Chain order with other SAMPLER wrappers: Noise Calibration directly around the base sampler, the others around it."
+            ),
+            inputs=[
+                io.Sampler.Input("sampler", tooltip="The sampler that runs after calibration (KSamplerSelect or any SAMPLER node)."),
+                *nc_inputs(),
+                io.Latent.Input("reference", optional=True, tooltip="Optional: calibrate towards this latent instead of the latent being sampled (same shape). Leave empty for SDEdit refinement."),
+            ],
+            outputs=[io.Sampler.Output(tooltip="The wrapped sampler; connect to SamplerCustomAdvanced.")],
+        )
+
+    @classmethod
+    def execute(cls, sampler, iterations, cutoff, mask, dims, calibrate_with, order=2, reference=None) -> io.NodeOutput:
+        check_nc_inputs(iterations, cutoff, mask, dims, calibrate_with, order)
+        if sampler is None or not hasattr(sampler, "sample"):
+            raise InputError("sampler", "is not a SAMPLER", "connect KSamplerSelect or another SAMPLER node")
+        ref = None if reference is None else latent_samples(reference, "reference")
+        return io.NodeOutput(NoiseCalibrationSampler(sampler, iterations, cutoff, mask, DIMS[dims], order, calibrate_with == GUIDANCE[0], ref))
+
+
+def sdedit_sigmas(model, sampler_name: str, scheduler: str, steps: int, denoise: float) -> torch.Tensor:
+    """KSampler's schedule for ``denoise``: the last ``steps + 1`` sigmas of ``int(steps / denoise)`` steps."""
+    return comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler_name, scheduler=scheduler, denoise=denoise, model_options=model.model_options).sigmas.cpu()
+
+
+class NCSDEditRefine(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VEK_NCSDEditRefine",
+            display_name="NC-SDEdit Refine",
+            category=FEATURE,
+            description=(
+                "KSampler for refining an existing latent (image batch or video) with SDEdit plus Noise Calibration: noises the "
+                "latent to the level set by denoise, calibrates that noise in N model calls so the content (low frequencies) is "
+                "kept, then denoises with the chosen sampler. One progress bar covers calibration and sampling. With iterations 0 "
+                "it gives exactly what KSampler gives with the same inputs."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="The model that refines (image model frame by frame, or a video model)."),
+                io.Conditioning.Input("positive", tooltip="Prompt describing the video."),
+                io.Conditioning.Input("negative", tooltip="Negative prompt (used when cfg > 1)."),
+                io.Latent.Input("latent_image", tooltip="The latent to refine (VAE Encode of the input frames or video)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the initial noise before calibration."),
+                io.Int.Input("steps", default=30, min=1, max=10000, tooltip="Sampling steps actually run (the schedule has steps / denoise steps in all; paper: 30-step DDIM, t0 = 600)."),
+                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance scale."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="ddim", tooltip="Sampler after calibration (the paper uses DDIM)."),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal", tooltip="Noise schedule."),
+                io.Float.Input("denoise", default=0.6, min=0.01, max=1.0, step=0.01, tooltip="SDEdit strength t0 as a fraction of the schedule (paper 0.6 = t0 600/1000). Higher fixes more artifacts but changes more content."),
+                *nc_inputs(with_order=False),
+            ],
+            outputs=[io.Latent.Output(tooltip="The refined latent.")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, denoise, iterations, cutoff, mask, dims, calibrate_with) -> io.NodeOutput:
+        check_nc_inputs(iterations, cutoff, mask, dims, calibrate_with)
+        check_range(steps, "steps", 1, 10000, integer=True)
+        check_range(cfg, "cfg", 0.0, 100.0)
+        check_range(denoise, "denoise", 0.01, 1.0)
+        check_choice(sampler_name, "sampler_name", comfy.samplers.SAMPLER_NAMES)
+        check_choice(scheduler, "scheduler", comfy.samplers.SCHEDULER_NAMES)
+        samples = comfy.sample.fix_empty_latent_channels(model, latent_samples(latent_image, "latent_image"))
+        noise = comfy.sample.prepare_noise(samples, seed, latent_image.get("batch_index"))
+        sigmas = sdedit_sigmas(model, sampler_name, scheduler, steps, denoise)
+        check_sigmas(sigmas, "denoise")
+
+        guider = comfy.samplers.CFGGuider(model)
+        guider.set_conds(positive, negative)
+        guider.set_cfg(cfg)
+        total = iterations + steps
+        pbar = comfy.utils.ProgressBar(total)
+        previewer = latent_preview.get_previewer(model.load_device, model.model.latent_format)
+
+        def on_calibration(k, x0_hat, err):
+            pbar.update_absolute(k + 1, total, previewer.decode_latent_to_preview_image("JPEG", x0_hat) if previewer else None)
+
+        def on_step(step, x0, x, total_steps):
+            pbar.update_absolute(iterations + step + 1, total, previewer.decode_latent_to_preview_image("JPEG", x0) if previewer else None)
+
+        sampler = NoiseCalibrationSampler(comfy.samplers.sampler_object(sampler_name), iterations, cutoff, mask, DIMS[dims], 2, calibrate_with == GUIDANCE[0], on_step=on_calibration)
+        out = guider.sample(noise, samples, sampler, sigmas, denoise_mask=latent_image.get("noise_mask"), callback=on_step, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        return io.NodeOutput(with_samples(latent_image, out.to(comfy.model_management.intermediate_device())))
+
+
+NODES = [NoiseCalibration, NCSDEditRefine]
