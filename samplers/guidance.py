@@ -144,6 +144,8 @@ class TemporalConsistencyGuidance:
             backward, mask = self.estimate_flow(self._previous[video])
         else:
             return None
+        backward = backward.detach().clone()  # a plain tensor: ComfyUI's inference-mode tensors cannot enter autograd
+        mask = None if mask is None else mask.detach().clone()
         if backward.shape[0] != frames - 1:
             raise InputError("flow", f"has {backward.shape[0] + 1} frames, the latent has {frames}",
                              "estimate the flow from the same video (same frame count) as the latent")
@@ -216,3 +218,22 @@ def subsample_flow(backward: torch.Tensor, mask: torch.Tensor | None, stride: in
         flows.append(total)
         masks.append(m)
     return torch.cat(flows), (None if mask is None else torch.cat(masks))
+
+
+def latent_flow(flow, frames: int, size: tuple[int, int]):
+    """A video's flow (``VideoFlow``: ``backward [F-1, 2, H, W]``, ``valid_backward``) on a latent's frames and grid.
+
+    ``frames``: the latent's frame count (F for an image model's frames-as-batch latent, T for a video
+    latent whose frames are ``(F - 1) / (T - 1)`` video frames apart, e.g. 4 for Wan). ``size``: the
+    latent's ``(h, w)``. Returns ``(backward [frames-1, 2, h, w], mask [frames-1, 1, h, w])``.
+    """
+    backward, mask = flow.backward.float(), flow.valid_backward.float()
+    pairs = backward.shape[0]
+    if frames < 2:
+        raise InputError("latent", f"has {frames} frame(s); temporal tools need at least 2", "sample a video (a batch of frames)")
+    if pairs != frames - 1:
+        if pairs % (frames - 1):
+            raise InputError("flow", f"is for {pairs + 1} frames, which does not map onto the latent's {frames} frames",
+                             "estimate the flow from the video that was encoded into this latent (same frame count)")
+        backward, mask = subsample_flow(backward, mask, pairs // (frames - 1))
+    return resize_flow(backward, size), resize_mask(mask, size)

@@ -42,6 +42,9 @@ def test_stop_sigma_picks_first_step_at_or_below(gen):
     assert early_stop_index(SIGMAS, 2, 1.5) == 2  # the step count wins
     assert early_stop_index(SIGMAS, 99) == 6
     assert torch.equal(early_stop_sigmas(SIGMAS, 0, 0.6), SIGMAS[:5])
+    assert early_stop_index(SIGMAS, 0, 0.0, 0.5) == 3
+    assert early_stop_index(SIGMAS, 0, 0.0, 0.7) == 5
+    assert early_stop_index(SIGMAS, 0, 0.0, 0.0) == 1
 
 
 def test_full_run_matches_plain_sampler_x0(gen):

@@ -1,0 +1,80 @@
+"""ZVRD early-stopping sampling as ComfyUI nodes: Early Stop Sampler (SAMPLER) and Early Stop Sigmas (SIGMAS)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+import comfy.samplers
+
+from ..samplers.early_stop import early_stop_sigmas, early_stopping_sampler
+from ..utils.checks import InputError, check_range
+
+CATEGORY = "video-enhance-kit/zvrd"
+
+
+def _stop_inputs():
+    return [
+        io.Int.Input("stop_step", default=0, min=0, max=10000,
+                     tooltip="Stop after this many steps and return that step's x0 prediction (T_ES). 0 = use stop_sigma or "
+                             "stop_fraction instead."),
+        io.Float.Input("stop_sigma", default=0.0, min=0.0, max=1000.0, step=0.001,
+                       tooltip="Stop at the first step whose target noise level is at or below this sigma (0 = off). "
+                               "Used when stop_step is 0."),
+        io.Float.Input("stop_fraction", default=0.9, min=0.01, max=1.0, step=0.01,
+                       tooltip="Fraction of the schedule's steps to run when stop_step and stop_sigma are 0 (1 = no early "
+                               "stop). The paper gives no T_ES; 0.9 skips the last tenth, where flickering fine detail and "
+                               "the input's noise are re-created."),
+    ]
+
+
+def _check(stop_step, stop_sigma, stop_fraction):
+    check_range(stop_step, "stop_step", 0, 10000, integer=True)
+    check_range(stop_sigma, "stop_sigma", 0.0, 1000.0)
+    check_range(stop_fraction, "stop_fraction", 0.01, 1.0)
+
+
+class EarlyStopSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VEK_EarlyStopSampler",
+            display_name="Early Stop Sampler (ZVRD)",
+            category=CATEGORY,
+            description="Wraps a SAMPLER so sampling stops early (ZVRD's early-stopping strategy) and the x0 prediction of "
+                        "the last step run is the result: the late steps, which add flickering detail and re-create noise, "
+                        "are skipped. Works with every k-diffusion sampler and any scheduler.",
+            inputs=[io.Sampler.Input("sampler", tooltip="The sampler to wrap, e.g. KSamplerSelect."), *_stop_inputs()],
+            outputs=[io.Sampler.Output()],
+        )
+
+    @classmethod
+    def execute(cls, sampler, stop_step, stop_sigma, stop_fraction) -> io.NodeOutput:
+        _check(stop_step, stop_sigma, stop_fraction)
+        if not isinstance(sampler, comfy.samplers.KSAMPLER):
+            raise InputError("sampler", f"a {type(sampler).__name__} cannot be wrapped",
+                             "connect a KSamplerSelect (or another k-diffusion sampler) output, or use Early Stop Sigmas")
+        fn = early_stopping_sampler(sampler.sampler_function, stop_step, stop_sigma, stop_fraction)
+        return io.NodeOutput(comfy.samplers.KSAMPLER(fn, extra_options=dict(sampler.extra_options),
+                                                     inpaint_options=dict(sampler.inpaint_options)))
+
+
+class EarlyStopSigmas(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VEK_EarlyStopSigmas",
+            display_name="Early Stop Sigmas (ZVRD)",
+            category=CATEGORY,
+            description="Cuts a schedule after the early-stopping step (ZVRD). Sample with the result and take "
+                        "SamplerCustomAdvanced's denoised_output: it is the x0 prediction at the stop step.",
+            inputs=[io.Sigmas.Input("sigmas", tooltip="The full schedule, e.g. from BasicScheduler."), *_stop_inputs()],
+            outputs=[io.Sigmas.Output()],
+        )
+
+    @classmethod
+    def execute(cls, sigmas, stop_step, stop_sigma, stop_fraction) -> io.NodeOutput:
+        _check(stop_step, stop_sigma, stop_fraction)
+        return io.NodeOutput(early_stop_sigmas(sigmas, stop_step, stop_sigma, stop_fraction))
+
+
+NODES = [EarlyStopSampler, EarlyStopSigmas]
