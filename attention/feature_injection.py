@@ -134,4 +134,4 @@ class FeatureInjection:
         return blend_query(q, q_inv, self.gamma), k_inv, v_inv
 
 
-__all__ = ["FeatureInjection", "blend_query", "layer_selected", "match_batch", "DEFAULT_GAMMA", "DEFAULT_DEPTH"]
+__all__ = ["DEFAULT_DEPTH", "DEFAULT_GAMMA", "FeatureInjection", "blend_query", "layer_selected", "match_batch"]

@@ -206,19 +206,19 @@ def naive_cascade(
 def split_index(steps: int, strength: float, name: str) -> int:
     """How many of ``steps`` a strength in [0, 1] keeps (the schedule tail of SDEdit): round(steps * strength)."""
     check_range(strength, name, 0.0, 1.0)
-    return int(round(steps * strength))
+    return round(steps * strength)
 
 
 __all__ = [
-    "StageRunner",
-    "ddim_runner",
     "Bridge",
-    "identity_bridge",
-    "layout_bridge",
-    "vae_bridge",
+    "StageRunner",
     "T2VBlock",
-    "inversion",
+    "ddim_runner",
     "encapsulated_sample",
+    "identity_bridge",
+    "inversion",
+    "layout_bridge",
     "naive_cascade",
     "split_index",
+    "vae_bridge",
 ]

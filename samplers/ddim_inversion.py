@@ -103,4 +103,4 @@ def check_finite_result(x: torch.Tensor) -> None:
         )
 
 
-__all__ = ["Rule", "Denoiser", "implied_eps", "ddim_step", "ddim_sample", "ddim_invert"]
+__all__ = ["Denoiser", "Rule", "ddim_invert", "ddim_sample", "ddim_step", "implied_eps"]

@@ -2,7 +2,6 @@
 
 import torch
 import torch.nn.functional as F
-
 from video_enhance_kit.samplers.composition import (
     T2VBlock,
     ddim_runner,

@@ -2,8 +2,12 @@
 
 import torch
 import torch.nn.functional as F
-
-from video_enhance_kit.attention.feature_injection import FeatureInjection, blend_query, layer_selected, match_batch
+from video_enhance_kit.attention.feature_injection import (
+    FeatureInjection,
+    blend_query,
+    layer_selected,
+    match_batch,
+)
 from video_enhance_kit.samplers.composition import T2VBlock, ddim_runner, inversion
 from video_enhance_kit.samplers.noise_calibration import kdiffusion_rule
 from video_enhance_kit.utils.checks import InputError
@@ -43,7 +47,7 @@ class TinyAttentionNet(torch.nn.Module):
             q, k, v = self.qkv[i](F.layer_norm(hid, hid.shape[-1:])).chunk(3, -1)
             if self.injection is not None:
                 q, k, v = self.injection.qkv(q, k, v, layer=i, depth=i / (n - 1), sigma=s)
-            split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # noqa: E731
+            split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
             att = F.scaled_dot_product_attention(split(q), split(k), split(v)).transpose(1, 2).flatten(2)
             hid = self.residual * hid + self.out[i](att)
             hid = hid + self.residual * self.mlp[i](F.layer_norm(hid, hid.shape[-1:]))
@@ -93,7 +97,7 @@ def test_injection_pairs_levels_and_cleans_up():
     for sigma in (0.5, 1.0):
         inj.qkv(q * sigma, q + sigma, q - sigma, layer="a", depth=0.3, sigma=sigma)
     inj.set_mode("inject")
-    q2, k2, v2 = inj.qkv(torch.zeros(4, 5, 8), torch.zeros(4, 5, 8), torch.zeros(4, 5, 8), layer="a", depth=0.3, sigma=0.98)
+    q2, k2, _v2 = inj.qkv(torch.zeros(4, 5, 8), torch.zeros(4, 5, 8), torch.zeros(4, 5, 8), layer="a", depth=0.3, sigma=0.98)
     assert torch.equal(q2, torch.cat([q, q])) and torch.equal(k2, torch.cat([q + 1.0] * 2))  # nearest level, 2 streams
     assert inj.injected_calls == 1
 
