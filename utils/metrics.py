@@ -244,3 +244,50 @@ def warping_error_per_pair(frames: torch.Tensor, flow: torch.Tensor, mask: torch
 def warping_error(frames: torch.Tensor, flow: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Video warping error WE: the mean over frame pairs of :func:`warping_error_per_pair` (ZVRD prints it x100)."""
     return warping_error_per_pair(frames, flow, mask).mean()
+
+
+# ------------------------------------------------------------------------------------ all at once
+METRICS = ("psnr_ssim", "mse_low", "spatial_frequency", "warping_error")
+
+
+def video_metrics(
+    result: torch.Tensor,
+    reference: torch.Tensor,
+    *,
+    metrics=METRICS,
+    cutoff: float = 0.5,
+    window_size: int = 11,
+    data_range: float = 1.0,
+    flow: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Per-frame metrics of ``result`` against ``reference`` (``[F, C, H, W]`` or ``[B, C, T, H, W]``).
+
+    ``metrics`` picks groups from :data:`METRICS`. Returns a dict of 1-D tensors: ``mse``, ``psnr``, ``ssim``
+    (``[F]``, group ``psnr_ssim``), ``mse_l`` (``[F]``), ``sf`` and ``d_sf`` (``[F]``, SF of the result and
+    its difference to the reference's), ``we`` (``[F - 1]``, only when ``flow`` is given: the backward flow
+    ``[F - 1, 2, H, W]`` from frame i+1 to i, ``mask`` its validity).
+    """
+    for m in metrics:
+        check_choice_metric(m)
+    frame_pair(result, reference)  # shapes, rank and NaN, whichever groups are picked
+    out: dict[str, torch.Tensor] = {}
+    if "psnr_ssim" in metrics:
+        out["mse"] = mse_per_frame(result, reference)
+        out["psnr"] = psnr_from_mse(out["mse"], data_range)
+        out["ssim"] = ssim_per_frame(result, reference, data_range, window_size)
+    if "mse_low" in metrics:
+        out["mse_l"] = mse_low_per_frame(result, reference, cutoff)
+    if "spatial_frequency" in metrics:
+        out["sf"] = spatial_frequency_per_frame(result)
+        out["d_sf"] = out["sf"] - spatial_frequency_per_frame(reference)
+    if "warping_error" in metrics and flow is not None:
+        out["we"] = warping_error_per_pair(result, flow, mask)
+    return out
+
+
+def check_choice_metric(name: str) -> str:
+    """Fail unless ``name`` is one of :data:`METRICS`."""
+    if name not in METRICS:
+        raise InputError("metrics", f"unknown metric group {name!r}", f"use some of {list(METRICS)}")
+    return name
