@@ -1,0 +1,237 @@
+"""Noise Calibration and Frequency Filter nodes inside real ComfyUI, with the tiny SD1.5 and Wan 2.1 models."""
+
+import copy
+
+import pytest
+import torch
+
+from video_enhance_kit.nodes._host import ComfyHost, describe_missing_comfyui, find_comfyui
+
+if find_comfyui() is None:
+    pytest.skip(describe_missing_comfyui(), allow_module_level=True)
+
+STEPS = 3
+DIMS2, DIMS3 = "2d (per frame)", "3d (spatio-temporal)"
+GUIDED, COND_ONLY = "guided (cfg)", "cond only (paper)"
+
+
+@pytest.fixture(scope="module")
+def host():
+    torch.set_num_threads(1)
+    return ComfyHost.start(tiny_models=True)
+
+
+@pytest.fixture(scope="module")
+def sd15(host):
+    model, clip, _vae = host.run_node("CheckpointLoaderSimple", ckpt_name="vek-tiny-sd15.safetensors")
+    pos, = host.run_node("CLIPTextEncode", clip=clip, text="a sharp photo")
+    neg, = host.run_node("CLIPTextEncode", clip=clip, text="blurry")
+    latent = {"samples": torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
+    return dict(model=model, positive=pos, negative=neg, latent=latent)
+
+
+@pytest.fixture(scope="module")
+def wan(host):
+    model, = host.run_node("UNETLoader", unet_name="vek-tiny-wan21.safetensors", weight_dtype="default")
+    clip, = host.run_node("CLIPLoader", clip_name="vek-tiny-clip-l.safetensors", type="sd3")
+    pos, = host.run_node("CLIPTextEncode", clip=clip, text="a sharp video")
+    neg, = host.run_node("CLIPTextEncode", clip=clip, text="")
+    latent = {"samples": torch.randn(1, 16, 3, 8, 8, generator=torch.Generator().manual_seed(1))}
+    return dict(model=model, positive=pos, negative=neg, latent=latent)
+
+
+def custom_parts(host, m, sampler_name="euler", scheduler="normal"):
+    noise, = host.run_node("RandomNoise", noise_seed=7)
+    guider, = host.run_node("CFGGuider", model=m["model"], positive=m["positive"], negative=m["negative"], cfg=3.0)
+    base, = host.run_node("KSamplerSelect", sampler_name=sampler_name)
+    sigmas, = host.run_node("BasicScheduler", model=m["model"], scheduler=scheduler, steps=STEPS, denoise=0.6)
+    return noise, guider, base, sigmas
+
+
+def nc_sampler(host, base, iterations=3, **kw):
+    args = dict(sampler=base, iterations=iterations, cutoff=1.0, mask="ideal_reference", dims=DIMS2, calibrate_with=GUIDED, order=2)
+    args.update(kw)
+    return host.run_node("VEK_NoiseCalibration", **args)[0]
+
+
+def refine(host, m, iterations, **kw):
+    args = dict(model=m["model"], positive=m["positive"], negative=m["negative"], latent_image=m["latent"], seed=5, steps=STEPS,
+                cfg=3.0, sampler_name="euler", scheduler="normal", denoise=0.6, iterations=iterations, cutoff=1.0,
+                mask="ideal_reference", dims=DIMS2, calibrate_with=GUIDED)
+    args.update(kw)
+    return host.run_node("VEK_NCSDEditRefine", **args)[0]
+
+
+def error_of(host):
+    return host.pack_module("utils.checks").InputError
+
+
+@pytest.mark.parametrize("family", ["sd15", "wan"])
+def test_sampler_wrapper_iterations_0_is_plain_sdedit_bit_for_bit(host, request, family):
+    m = request.getfixturevalue(family)
+    noise, guider, base, sigmas = custom_parts(host, m)
+    plain, _ = host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=base, sigmas=sigmas, latent_image=m["latent"])
+    out, _ = host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=nc_sampler(host, base, 0), sigmas=sigmas, latent_image=m["latent"])
+    assert torch.equal(out["samples"], plain["samples"])
+
+
+@pytest.mark.parametrize("family, dims", [("sd15", DIMS2), ("wan", DIMS3)])
+def test_sampler_wrapper_calibrates_and_leaves_inputs_unchanged(host, request, family, dims):
+    m = request.getfixturevalue(family)
+    latent_before = m["latent"]["samples"].clone()
+    options_before = copy.deepcopy(m["model"].model_options)
+    noise, guider, base, sigmas = custom_parts(host, m)
+    plain, _ = host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=base, sigmas=sigmas, latent_image=m["latent"])
+    wrapped = nc_sampler(host, base, 3, dims=dims)
+    out, _ = host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=wrapped, sigmas=sigmas, latent_image=m["latent"])
+    assert out["samples"].shape == plain["samples"].shape
+    assert torch.isfinite(out["samples"]).all()
+    assert not torch.equal(out["samples"], plain["samples"])
+    errs = wrapped.last_errors
+    assert len(errs) == 3 and errs[2] < errs[0]  # the content loss falls even on a random-weight model
+    assert torch.equal(m["latent"]["samples"], latent_before)
+    assert m["model"].model_options == options_before
+
+
+def test_refine_iterations_0_equals_ksampler_bit_for_bit(host, sd15, wan):
+    for m in (sd15, wan):
+        ks, = host.run_node("KSampler", model=m["model"], positive=m["positive"], negative=m["negative"], latent_image=m["latent"],
+                            seed=5, steps=STEPS, cfg=3.0, sampler_name="euler", scheduler="normal", denoise=0.6)
+        assert torch.equal(refine(host, m, 0)["samples"], ks["samples"])
+
+
+def test_refine_changes_result_keeps_latent_fields(host, sd15):
+    latent = dict(sd15["latent"], batch_index=[0, 1, 2])
+    before = latent["samples"].clone()
+    out0 = refine(host, dict(sd15, latent=latent), 0)
+    out3 = refine(host, dict(sd15, latent=latent), 2, calibrate_with=COND_ONLY, sampler_name="dpmpp_2m")
+    assert out3["batch_index"] == [0, 1, 2] and out3["samples"].shape == before.shape
+    assert not torch.equal(out0["samples"], out3["samples"])
+    assert torch.equal(latent["samples"], before)
+
+
+def test_calibrated_start_does_not_depend_on_the_sampler(host, sd15):
+    """The wrapper hands the same calibrated noise to whichever sampler runs after it."""
+    noise, guider, _, sigmas = custom_parts(host, sd15)
+    seen = []
+
+    class Recorder:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def max_denoise(self, model_wrap, sigmas):
+            return self.inner.max_denoise(model_wrap, sigmas)
+
+        def sample(self, model_wrap, sigmas, extra_args, callback, noise, *args):
+            seen.append(noise.clone())
+            return self.inner.sample(model_wrap, sigmas, extra_args, callback, noise, *args)
+
+    for name in ("euler", "dpmpp_2m", "ddim"):
+        base, = host.run_node("KSamplerSelect", sampler_name=name)
+        host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=nc_sampler(host, Recorder(base), 2), sigmas=sigmas, latent_image=sd15["latent"])
+    assert len(seen) == 3
+    assert torch.equal(seen[0], seen[1]) and torch.equal(seen[0], seen[2])
+
+
+def test_calibration_uses_the_sampling_patches_and_cond_only_batch(host, sd15):
+    """A model patch of the sampled model runs during calibration; cond-only calls have one stream, guided two."""
+    calls = []
+
+    def wrapper(apply_model, args):
+        calls.append(args["input"].shape[0])
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    patched = sd15["model"].clone()
+    patched.set_model_unet_function_wrapper(wrapper)
+    m = dict(sd15, model=patched)
+    noise, guider, base, sigmas = custom_parts(host, m)
+    frames = m["latent"]["samples"].shape[0]
+    for mode, batch in ((GUIDED, 2 * frames), (COND_ONLY, frames)):
+        calls.clear()
+        host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=nc_sampler(host, base, 2, calibrate_with=mode), sigmas=sigmas, latent_image=m["latent"])
+        assert calls[:2] == [batch, batch]  # the two calibration calls
+        assert calls[2:] == [2 * frames] * STEPS  # then the sampling steps (cond + uncond batched)
+    assert sd15["model"].model_options.get("model_function_wrapper") is None
+
+
+def test_refine_progress_bar_covers_calibration_and_sampling(host):
+    prompt = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "vek-tiny-sd15.safetensors"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a photo"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 2}},
+        "5": {"class_type": "VEK_NCSDEditRefine", "inputs": {
+            "model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0], "seed": 1, "steps": STEPS,
+            "cfg": 2.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 0.6, "iterations": 2, "cutoff": 1.0,
+            "mask": "ideal_reference", "dims": DIMS2, "calibrate_with": GUIDED}},
+        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
+        "7": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}},
+    }
+    progress = []
+    host.run_prompt(prompt, on_progress=lambda node, value, total: progress.append((node, value, total))).raise_for_error()
+    mine = [(v, t) for n, v, t in progress if n == "5"]
+    assert mine and all(t == 2 + STEPS for _, t in mine)
+    assert [v for v, _ in mine] == list(range(1, 2 + STEPS + 1))
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [(dict(cutoff=1.5), "cutoff"), (dict(cutoff=-0.1), "cutoff"), (dict(iterations=-1), "iterations"), (dict(mask="round"), "mask")],
+)
+def test_bad_widget_values_name_the_input(host, sd15, kwargs, name):
+    base, = host.run_node("KSamplerSelect", sampler_name="euler")
+    with pytest.raises(error_of(host)) as err:
+        nc_sampler(host, base, **kwargs)
+    assert err.value.input_name == name
+    with pytest.raises(error_of(host)) as err:
+        refine(host, sd15, **{"iterations": 1, **kwargs})
+    assert err.value.input_name == name
+
+
+def test_bad_sampling_inputs_name_the_input(host, sd15):
+    noise, guider, base, sigmas = custom_parts(host, sd15)
+    InputError = error_of(host)
+    ref = {"samples": torch.zeros(3, 4, 8, 10)}
+    with pytest.raises(InputError, match="reference"):
+        host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=nc_sampler(host, base, 1, reference=ref), sigmas=sigmas, latent_image=sd15["latent"])
+    for bad in (torch.tensor([5.0]), torch.tensor([1.0, 2.0, 0.0])):
+        with pytest.raises(InputError, match="sigmas"):
+            host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=nc_sampler(host, base, 1), sigmas=bad, latent_image=sd15["latent"])
+    nan_latent = {"samples": sd15["latent"]["samples"].clone()}
+    nan_latent["samples"][0, 0, 0, 0] = float("nan")
+    with pytest.raises(InputError, match="latent_image"):
+        refine(host, dict(sd15, latent=nan_latent), 1)
+    with pytest.raises(InputError, match="latent_image"):
+        host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=nc_sampler(host, base, 1), sigmas=sigmas, latent_image=nan_latent)
+
+
+def test_frequency_filter_nodes(host):
+    gen = torch.Generator().manual_seed(3)
+    latent = {"samples": torch.randn(2, 4, 3, 8, 8, generator=gen), "batch_index": [0]}
+    low, = host.run_node("VEK_FrequencyFilterLatent", latent=latent, mode="low_pass", cutoff=0.5, mask="ideal", dims=DIMS3, order=2)
+    high, = host.run_node("VEK_FrequencyFilterLatent", latent=latent, mode="high_pass", cutoff=0.5, mask="ideal", dims=DIMS3, order=2)
+    assert torch.allclose(low["samples"] + high["samples"], latent["samples"], atol=1e-5)
+    assert low["batch_index"] == [0] and "batch_index" in latent
+    other = {"samples": torch.randn(2, 4, 3, 8, 8, generator=gen)}
+    merged, = host.run_node("VEK_FrequencyMergeLatent", low_from=latent, high_from=other, cutoff=0.5, mask="ideal", dims=DIMS2, order=2)
+    fft = host.pack_module("utils.fft")
+    assert torch.allclose(fft.low_pass(merged["samples"], 0.5, "ideal"), fft.low_pass(latent["samples"], 0.5, "ideal"), atol=1e-5)
+
+    image = torch.rand(4, 16, 12, 3, generator=gen)
+    img_low, = host.run_node("VEK_FrequencyFilterImage", images=image, mode="low_pass", cutoff=0.3, mask="gaussian", dims=DIMS2, order=2)
+    img_high, = host.run_node("VEK_FrequencyFilterImage", images=image, mode="high_pass", cutoff=0.3, mask="gaussian", dims=DIMS2, order=2)
+    assert img_low.shape == image.shape and 0 <= float(img_low.min()) and float(img_low.max()) <= 1
+    assert abs(float(img_high.mean()) - 0.5) < 0.02  # high band is centred on mid-grey
+    assert float(img_low.std()) < float(image.std())
+    img_merged, = host.run_node("VEK_FrequencyMergeImage", low_from=image, high_from=image, cutoff=0.3, mask="ideal", dims=DIMS2, order=2)
+    assert torch.allclose(img_merged, image, atol=1e-5)
+
+    InputError = error_of(host)
+    with pytest.raises(InputError, match="high_from"):
+        host.run_node("VEK_FrequencyMergeImage", low_from=image, high_from=image[:, :8], cutoff=0.3, mask="ideal", dims=DIMS2, order=2)
+    with pytest.raises(InputError, match="images"):
+        host.run_node("VEK_FrequencyFilterImage", images=image[:1], mode="low_pass", cutoff=0.3, mask="ideal", dims=DIMS3, order=2)
+    with pytest.raises(InputError, match="latent"):
+        host.run_node("VEK_FrequencyFilterLatent", latent={"samples": torch.zeros(4, 8, 8)}, mode="low_pass", cutoff=0.3, mask="ideal", dims=DIMS2, order=2)
+    with pytest.raises(InputError, match="cutoff"):
+        host.run_node("VEK_FrequencyFilterLatent", latent=latent, mode="low_pass", cutoff=2.0, mask="ideal", dims=DIMS2, order=2)
