@@ -194,3 +194,22 @@ def test_mse_low_is_mse_of_the_nc_low_pass(gen):
     expected = ((low_pass(out, 0.5) - low_pass(ref, 0.5)) ** 2).mean(dim=(1, 2, 3))
     torch.testing.assert_close(M.mse_low_per_frame(out, ref), expected)
     assert float(M.mse_low(out, ref, cutoff=1.0)) == pytest.approx(float(M.mse(out, ref)), rel=1e-9)  # nu = 1 keeps everything
+
+
+def test_video_metrics_groups_and_values(gen):
+    out, ref = _pair(gen, shape=(3, 3, 16, 16))
+    flow = torch.zeros(2, 2, 16, 16, dtype=out.dtype)
+    res = M.video_metrics(out, ref, flow=flow)
+    assert set(res) == {"mse", "psnr", "ssim", "mse_l", "sf", "d_sf", "we"}
+    torch.testing.assert_close(res["psnr"], M.psnr_per_frame(out, ref))
+    torch.testing.assert_close(res["ssim"], M.ssim_per_frame(out, ref))
+    torch.testing.assert_close(res["d_sf"], M.d_sf_per_frame(out, ref))
+    torch.testing.assert_close(res["we"], M.warping_error_per_pair(out, flow))
+    assert res["we"].shape == (2,)
+    only = M.video_metrics(out, ref, metrics=("spatial_frequency",))
+    assert set(only) == {"sf", "d_sf"}
+    assert "we" not in M.video_metrics(out, ref, metrics=("warping_error",))  # no flow: no WE
+    with pytest.raises(InputError, match="metrics"):
+        M.video_metrics(out, ref, metrics=("fid",))
+    with pytest.raises(InputError, match="'result'"):
+        M.video_metrics(out, ref[:2], metrics=("warping_error",), flow=flow)
