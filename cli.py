@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import shutil
@@ -235,8 +236,19 @@ def apply_overrides(prompt: dict, overrides: Iterable[Override], object_info: di
         if spec is None:
             names = declared_inputs(object_info, class_type) or sorted(node.get("inputs", {}))
             raise CliError(f"{where}: {class_type} has no input {o.input!r}; its inputs: {', '.join(names)}")
-        node.setdefault("inputs", {})[o.input] = coerce(o.raw, spec, where)
+        current = node.get("inputs", {}).get(o.input)
+        if _is_link(current):
+            raise CliError(f"{where}: this input is connected to node {current[0]}'s output {current[1]}; --set changes widget values only")
+        if o.raw in SAMPLE_CLIPS and spec and isinstance(spec[0], (list, tuple, str)):
+            value = o.raw  # the runner places the bundled clips before running: not yet among the choices
+        else:
+            value = coerce(o.raw, spec, where)
+        node.setdefault("inputs", {})[o.input] = value
     return prompt
+
+
+def _is_link(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
 def _id_key(node_id: str):
@@ -506,13 +518,35 @@ class ServerClient:
 
 
 class ServerBackend:
-    """Runs prompts on a running ComfyUI server."""
+    """Runs prompts on a running ComfyUI server.
 
-    def __init__(self, url: str, use_websocket: bool = True, timeout: float | None = None):
+    ``tiny``: loaders are pointed at the tiny models' file names; the server must list them (start it
+    with an ``--extra-model-paths-config`` YAML whose folders hold the tiny-model cache).
+    """
+
+    def __init__(self, url: str, use_websocket: bool = True, timeout: float | None = None, tiny: bool = False):
         self.client = ServerClient(url)
         self.use_websocket = use_websocket
         self.timeout = timeout
+        self.tiny = tiny
+        self.substitutions: list[str] = []
         self._object_info: dict | None = None
+
+    def prepare(self, prompt: dict) -> dict:
+        if not self.tiny:
+            return prompt
+        prompt, self.substitutions = tiny_prompt(prompt)
+        missing = missing_choices(prompt, self.object_info())
+        if missing:
+            from .nodes import _tiny_models
+
+            raise CliError(
+                f"the server at {self.client.url} does not list the tiny models ({'; '.join(missing)}): start it with "
+                f"--extra-model-paths-config naming the tiny-model folders under {_tiny_models.default_cache_dir()} "
+                "(run the workflow in-process with --tiny once to build them)",
+                EXIT_ENV,
+            )
+        return prompt
 
     def object_info(self) -> dict:
         if self._object_info is None:
@@ -563,72 +597,123 @@ class ServerBackend:
 # ---------------------------------------------------------------------------------------------
 
 
-def locate_comfyui(explicit: str | None = None) -> Path:
-    """The ComfyUI root: ``--comfyui``, else ``COMFYUI_PATH``, else the folder whose custom_nodes holds this pack."""
-    candidates = []
-    if explicit:
-        candidates.append(("--comfyui", Path(explicit)))
-    elif os.environ.get("COMFYUI_PATH"):
-        candidates.append(("COMFYUI_PATH", Path(os.environ["COMFYUI_PATH"])))
-    else:
-        for parent in (PACK_ROOT.parent, Path(__file__).parent.parent):
-            if parent.name == "custom_nodes":
-                candidates.append(("custom_nodes", parent.parent))
-    for source, path in candidates:
-        path = path.expanduser().resolve()
-        if (path / "main.py").is_file() and (path / "comfy").is_dir():
-            return path
-        raise CliError(f"{source} points to {path}, which is not a ComfyUI folder (no main.py and comfy/ there)", EXIT_ENV)
-    raise CliError(
-        "ComfyUI not found: pass --comfyui /path/to/ComfyUI, set COMFYUI_PATH, or put this pack in ComfyUI/custom_nodes "
-        "(or run on a server with --server http://127.0.0.1:8188)",
-        EXIT_ENV,
-    )
+def configure_logging(verbose: bool, err=None) -> None:
+    """ComfyUI logs start-up warnings (e.g. its audio nodes without torchaudio) and node tracebacks
+    through the root logger: show them only with ``--verbose`` (the runner prints its own one-line
+    error; a handler on the root logger keeps logging's last-resort printer quiet, and records still
+    reach the host's collectors)."""
+    root = logging.getLogger()
+    if any(getattr(h, "_vek_cli", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(err or sys.stderr)
+    handler.setLevel(logging.INFO if verbose else logging.CRITICAL)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler._vek_cli = True
+    root.addHandler(handler)
+    if verbose:
+        root.setLevel(logging.INFO)
 
 
-def _host_module(comfyui: Path):
-    """Import the in-process host (it puts ComfyUI on sys.path and starts it lazily)."""
-    os.environ.setdefault("COMFYUI_PATH", str(comfyui))
+def tiny_prompt(prompt: dict) -> tuple[dict, list[str]]:
+    """The prompt with every known loader pointed at a tiny model file, and the list of changes."""
+    return _host_module().substitute_tiny_models(prompt)
+
+
+def missing_choices(prompt: dict, object_info: dict) -> list[str]:
+    """``node.input=value`` for combo values the host does not offer (e.g. model files it lacks)."""
+    missing = []
+    for node_id, node in prompt.items():
+        for name, value in node.get("inputs", {}).items():
+            spec = input_spec(object_info, node.get("class_type"), name)
+            if not spec or not isinstance(value, str):
+                continue
+            choices = spec[0] if isinstance(spec[0], (list, tuple)) else (spec[1].get("options") if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], dict) else None)
+            if choices is not None and value not in choices and value not in SAMPLE_CLIPS:
+                missing.append(f"node {node_id} {name}={value}")
+    return missing
+
+
+def _host_module():
+    """The in-process host module (imports nothing from ComfyUI until a host is started)."""
     from .nodes import _host
 
     return _host
 
 
-class InProcessBackend:
-    """Runs prompts in this process through :mod:`video_enhance_kit.nodes._host`."""
+def locate_comfyui(explicit: str | None = None) -> Path:
+    """The ComfyUI root: ``--comfyui``, else ``COMFYUI_PATH``, else the folder whose custom_nodes holds this pack."""
+    host = _host_module()
+    root = host.find_comfyui(explicit)
+    if root is None:
+        raise CliError(host.describe_missing_comfyui(explicit) + " (or run on a server with --server http://127.0.0.1:8188)", EXIT_ENV)
+    return root
 
-    def __init__(self, comfyui: Path, tiny: bool = False, out_dir: Path | None = None):
-        self.comfyui = comfyui
+
+class InProcessBackend:
+    """Runs prompts in this process through :class:`video_enhance_kit.nodes._host.ComfyHost`.
+
+    ComfyUI writes into the host's work folder; the files a run wrote are copied into ``--out``.
+    ``tiny``: loaders are pointed at tiny random-weight models (built once, cached).
+    """
+
+    def __init__(self, comfyui: Path, tiny: bool = False, err=None):
         self.tiny = tiny
-        self.host_mod = _host_module(comfyui)
-        self.host = self.host_mod.get_host(comfyui=comfyui, tiny=tiny, output_dir=out_dir)
+        self.err = err or sys.stderr
+        self.host_mod = _host_module()
+        try:
+            self.host = self.host_mod.ComfyHost.start(comfyui, tiny_models=tiny, strict=False)
+        except self.host_mod.HostError as e:
+            raise CliError(f"cannot start ComfyUI from {comfyui}: {e}", EXIT_ENV) from None
 
     def object_info(self) -> dict:
         return self.host.object_info()
 
     def import_failures(self) -> dict:
-        return self.host.import_failures()
+        return {f"video-enhance-kit ({i + 1})": msg for i, msg in enumerate(self.host.pack_errors)}
 
     def place_sample_clips(self, prompt: dict) -> None:
         for name in referenced_sample_clips(prompt):
-            self.host.add_input_file(sample_clip_path(name))
+            target = Path(self.host.input_dir) / name
+            if not target.is_file() or target.stat().st_size != sample_clip_path(name).stat().st_size:
+                shutil.copy2(sample_clip_path(name), target)
 
     def prepare(self, prompt: dict) -> dict:
-        return self.host.substitute_tiny_models(prompt) if self.tiny else prompt
+        if not self.tiny:
+            return prompt
+        prompt, changes = self.host_mod.substitute_tiny_models(prompt)
+        self.substitutions = changes
+        return prompt
 
     def run(self, prompt: dict, progress: Progress, out_dir: Path) -> RunResult:
-        result = self.host.run_prompt(prompt, on_event=progress.event)
+        result = self.host.run_prompt(prompt, on_message=progress.event)
         progress.close()
-        if not result.ok:
-            if result.node_errors or not progress.error and result.validation_error:
-                error = describe_validation_error(result.validation_error, result.node_errors, prompt)
+        seconds = result.total_s
+        if not result.success:
+            e = result.error
+            if result.node_errors:
+                error = describe_validation_error({"message": "Prompt outputs failed validation"}, result.node_errors, prompt)
             elif progress.error:
                 error = describe_execution_error(progress.error)
+            elif e is None:
+                error = "the workflow failed (no message from ComfyUI)"
+            elif e.node_id is None:
+                error = f"workflow failed validation: {e.message}"
             else:
-                error = result.error_message or "the workflow failed"
-            return RunResult(False, result.prompt_id, result.outputs, [], error, result.seconds)
-        files = [Path(p) for p in result.files]
-        return RunResult(True, result.prompt_id, result.outputs, files, "", result.seconds)
+                error = describe_execution_error({"node_id": e.node_id, "node_type": e.node_type, "exception_type": e.exception_type, "exception_message": e.message})
+            return RunResult(False, result.prompt_id, result.outputs, [], error, seconds)
+        files = []
+        output_root = Path(self.host.output_dir)
+        for path in result.files:
+            path = Path(path)
+            try:
+                rel = path.relative_to(output_root)
+            except ValueError:
+                rel = Path(path.name)
+            target = out_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            files.append(target)
+        return RunResult(True, result.prompt_id, result.outputs, files, "", seconds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -652,34 +737,40 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--comfyui", metavar="PATH", help="ComfyUI folder for in-process runs (default: COMFYUI_PATH, or the custom_nodes this pack sits in)")
     where.add_argument("--server", metavar="URL", help="run on a running ComfyUI server instead, e.g. http://127.0.0.1:8188")
     run.add_argument("--out", type=Path, default=Path("out"), help="folder for the outputs (default: ./out)")
-    run.add_argument("--tiny", action="store_true", help="in-process only: substitute tiny random-weight models for the workflow's model files (a smoke test without downloads)")
+    run.add_argument("--tiny", action="store_true", help="substitute tiny random-weight models for the model files the workflow names (a smoke test without downloads; with --server, the server must list them)")
     run.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (server mode)")
     run.add_argument("--no-websocket", action="store_true", help="server mode: poll /history instead of following the websocket")
     run.add_argument("--print-api", action="store_true", help="print the API-format prompt (after --set) and exit")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    run.add_argument("-v", "--verbose", action="store_true", help="show ComfyUI's log (start-up warnings, node messages)")
 
     doctor = sub.add_parser("doctor", help="check an installation: find ComfyUI, load the pack, run every example workflow with tiny models",
                             description="Find ComfyUI, load the pack, run every example workflow with tiny models, print a table.")
     doctor.add_argument("--comfyui", metavar="PATH", help="ComfyUI folder (default: COMFYUI_PATH, or the custom_nodes this pack sits in)")
     doctor.add_argument("--workflows", type=Path, default=PACK_ROOT / "example_workflows", help="folder of workflows to run (default: the pack's example_workflows)")
     doctor.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: a temporary folder)")
+    doctor.add_argument("-v", "--verbose", action="store_true", help="show ComfyUI's log")
     return parser
 
 
 def cmd_run(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
     workflow = load_workflow(args.workflow)
     overrides = [Override.parse(s) for s in args.overrides]
-    if args.server and args.tiny:
-        raise CliError("--tiny substitutes models in-process; it cannot be combined with --server")
     if backend is None:
         if args.server:
-            backend = ServerBackend(args.server, use_websocket=not args.no_websocket, timeout=args.timeout)
+            backend = ServerBackend(args.server, use_websocket=not args.no_websocket, timeout=args.timeout, tiny=args.tiny)
         else:
-            backend = InProcessBackend(locate_comfyui(args.comfyui), tiny=args.tiny, out_dir=args.out)
+            configure_logging(args.verbose, err)
+            backend = InProcessBackend(locate_comfyui(args.comfyui), tiny=args.tiny, err=err)
+    failures = backend.import_failures() if hasattr(backend, "import_failures") else {}
+    for name, message in failures.items():
+        err.write(f"warning: {name} failed to import: {message}\n")
     object_info = backend.object_info()
     prompt = apply_overrides(to_api(workflow, object_info), overrides, object_info)
     if hasattr(backend, "prepare"):
         prompt = backend.prepare(prompt)
+        for change in getattr(backend, "substitutions", []):
+            err.write(f"tiny model: {change}\n")
     if args.print_api:
         out.write(json.dumps(prompt, indent=2) + "\n")
         return EXIT_OK
@@ -688,7 +779,8 @@ def cmd_run(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
     progress = Progress(prompt, stream=err, quiet=args.quiet)
     result = backend.run(prompt, progress, args.out)
     if not result.ok:
-        err.write(f"error: {result.error}\n")
+        hint = "" if args.server or args.verbose else " (run with -v for ComfyUI's log)"
+        err.write(f"error: {result.error}{hint}\n")
         return EXIT_FAILED
     out.write(f"done in {result.seconds:.1f} s (prompt {result.prompt_id})\n")
     if result.files:
@@ -711,8 +803,9 @@ def cmd_doctor(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
     if backend is None:
         comfyui = locate_comfyui(args.comfyui)
         out.write(f"ComfyUI: {comfyui}\n")
+        configure_logging(args.verbose, err)
         out_dir = args.out or Path(tempfile.mkdtemp(prefix="vek_doctor_"))
-        backend = InProcessBackend(comfyui, tiny=True, out_dir=out_dir)
+        backend = InProcessBackend(comfyui, tiny=True, err=err)
     else:
         out_dir = args.out or Path(tempfile.mkdtemp(prefix="vek_doctor_"))
     failures = backend.import_failures()

@@ -45,6 +45,14 @@ OBJECT_INFO = {
         "name": "FakeSampler",
         "output_node": False,
     },
+    "CheckpointLoaderSimple": {
+        "input": {"required": {"ckpt_name": [["real.safetensors", "vek-tiny-sd15.safetensors"], {}]}},
+        "output": ["MODEL", "CLIP", "VAE"],
+        "output_name": ["MODEL", "CLIP", "VAE"],
+        "output_is_list": [False, False, False],
+        "name": "CheckpointLoaderSimple",
+        "output_node": False,
+    },
     "FakeSave": {
         "input": {"required": {"images": ["IMAGE", {}], "filename_prefix": ["STRING", {"default": "vek"}]}},
         "output": [],
@@ -240,8 +248,6 @@ def test_exit_codes_for_usage_and_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("COMFYUI_PATH", raising=False)
     code, _, err = run_main(["run", str(wf)])
     assert code == cli.EXIT_ENV and "ComfyUI not found" in err
-    code, _, err = run_main(["run", str(wf), "--server", "http://127.0.0.1:1", "--tiny"])
-    assert code == cli.EXIT_USAGE and "--tiny" in err
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -399,6 +405,20 @@ def test_print_api(fake, ui_file):
     assert code == cli.EXIT_OK
     prompt = json.loads(out)
     assert prompt["2"]["inputs"]["seed"] == 3 and prompt["3"]["class_type"] == "FakeSave" and fake.prompts == []
+
+
+def test_tiny_substitution_and_missing_models(fake, tmp_path):
+    api = {**API, "8": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "real.safetensors"}}}
+    wf = tmp_path / "t.json"
+    wf.write_text(json.dumps(api))
+    code, out, err = run_main(["run", str(wf), "--server", fake.url, "--tiny", "--print-api"])
+    assert code == cli.EXIT_OK, err
+    prompt = json.loads(out)
+    assert prompt["8"]["inputs"]["ckpt_name"] == "vek-tiny-sd15.safetensors" and api["8"]["inputs"]["ckpt_name"] == "real.safetensors"
+    assert "tiny model: 8 CheckpointLoaderSimple.ckpt_name: 'real.safetensors' -> 'vek-tiny-sd15.safetensors'" in err
+    without = {"CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [["real.safetensors"], {}]}}}}
+    assert cli.missing_choices(prompt, without) == ["node 8 ckpt_name=vek-tiny-sd15.safetensors"]
+    assert cli.missing_choices(prompt, OBJECT_INFO) == []
 
 
 class FakeBackend:
