@@ -106,7 +106,8 @@ class T2VBlock:
         runner: the T2V model's :class:`StageRunner`.
         sigmas: the T2V schedule from ``t_V`` down to 0 ([m + 1], descending).
         steps: ``n_V`` denoising steps taken (1..m); the block returns the clean prediction of the last.
-        noise: SDEdit noise (T2V latent shape); unused with ``invert``.
+        noise: SDEdit noise (T2V latent shape), or a callable making it from the bridged latent; unused
+            with ``invert``.
         invert: DDIM inversion ``(z0, sigmas) -> z_tV`` (see :func:`ddim_inversion.ddim_invert`); None for SDEdit.
         injection: the :class:`FeatureInjection` the T2V model consults (recorded while inverting,
             injected while denoising); None for no SFI.
@@ -116,7 +117,7 @@ class T2VBlock:
     runner: StageRunner
     sigmas: torch.Tensor
     steps: int
-    noise: torch.Tensor | None = None
+    noise: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None = None
     invert: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     injection: FeatureInjection | None = None
     bridge: Bridge = field(default_factory=identity_bridge)
@@ -130,7 +131,8 @@ class T2VBlock:
         if self.invert is None:
             if self.noise is None:
                 raise InputError("noise", "the SDEdit [T2V] block needs noise", "pass noise or an inversion")
-            _, x0 = self.runner(z, self.noise, sigmas)
+            noise = self.noise(z) if callable(self.noise) else self.noise
+            _, x0 = self.runner(z, noise, sigmas)
         else:
             try:
                 if self.injection is not None:
