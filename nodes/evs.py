@@ -7,19 +7,25 @@ samplers/composition.py, samplers/ddim_inversion.py and attention/feature_inject
 
 from __future__ import annotations
 
-import torch
-from comfy_api.latest import io
-
-import comfy.model_management
 import comfy.model_sampling
 import comfy.patcher_extension
 import comfy.sample
 import comfy.samplers
 import comfy.utils
+import torch
 from comfy.ldm.modules.attention import optimized_attention
+from comfy_api.latest import io
 
 from ..attention.feature_injection import DEFAULT_DEPTH, DEFAULT_GAMMA, FeatureInjection
-from ..samplers.composition import Bridge, T2VBlock, encapsulated_sample, identity_bridge, layout_bridge, split_index, vae_bridge
+from ..samplers.composition import (
+    Bridge,
+    T2VBlock,
+    encapsulated_sample,
+    identity_bridge,
+    layout_bridge,
+    split_index,
+    vae_bridge,
+)
 from ..samplers.ddim_inversion import ddim_invert
 from ..samplers.noise_calibration import flow_rule, kdiffusion_rule
 from ..utils.checks import InputError, check_frames, check_range
@@ -363,7 +369,7 @@ class EVSSampler(io.ComfyNode):
                 raise InputError("t2v_block_steps", f"{n_v} is more than the {m_v} steps from t_V down", f"set t2v_block_steps between 1 and {m_v} (or 0 for all)")
             calls += n_v + (m_v if sfi else 0)
         pbar = comfy.utils.ProgressBar(calls)
-        tick = lambda: pbar.update(1)  # noqa: E731
+        tick = lambda: pbar.update(1)
 
         t2i = ComfyStage(interruptible(t2i_model), t2i_positive, t2i_negative, t2i_cfg, t2i_sampler, seed, tick)
         if t2v_enabled:
