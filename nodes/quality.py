@@ -192,7 +192,7 @@ def _flow_for(reference: torch.Tensor, flow, flow_resolution: int):
     frames, h, w = reference.shape[0], reference.shape[-2], reference.shape[-1]
     if flow is not None:
         if not all(hasattr(flow, a) for a in ("backward", "valid_backward", "resized")):
-            raise InputError("flow", f"is a {type(flow).__name__}, not a video flow", "connect the FLOW output of VEK Optical Flow")
+            raise InputError("flow", f"is a {type(flow).__name__}, not a video flow", "connect the flow output of Estimate Optical Flow")
         if flow.backward.shape[0] + 1 != frames:
             raise InputError(
                 "flow",
@@ -234,7 +234,7 @@ class VideoQualityReport(io.ComfyNode):
                 io.Image.Input("video", tooltip="The video to score (a batch of frames), e.g. the enhanced output."),
                 io.Image.Input("reference", tooltip="The video to compare against, e.g. the input before enhancement. Same frame count and size as 'video'."),
                 io.Image.Input("candidate", optional=True, tooltip="Optional second video scored the same way (e.g. the same graph with other settings); the report shows the difference candidate - video and which is better."),
-                Flow.Input("flow", optional=True, tooltip="Optional optical flow of the reference (VEK Optical Flow) for the warping error. If unconnected, the flow is estimated from the reference."),
+                Flow.Input("flow", optional=True, tooltip="Optional optical flow of the reference (Estimate Optical Flow) for the warping error. If unconnected, the flow is estimated from the reference."),
                 io.Boolean.Input("psnr_ssim", default=True, tooltip="Compute MSE, PSNR and SSIM against the reference."),
                 io.Boolean.Input("mse_low", default=True, tooltip="Compute MSE_l, the MSE of the low frequencies (NC paper): how much the content / layout / colours drifted."),
                 io.Boolean.Input("spatial_frequency", default=True, tooltip="Compute the spatial frequency SF and D_SF = SF(video) - SF(reference): positive means more fine detail than the reference."),
@@ -244,8 +244,8 @@ class VideoQualityReport(io.ComfyNode):
                 io.Int.Input("flow_resolution", default=256, min=0, max=4096, step=8, tooltip="When the flow is estimated here: longest side it is estimated at (then scaled up), for speed. 0 = full resolution."),
             ],
             outputs=[
-                io.String.Output("report", tooltip="The numbers as a text table (connect to Preview Any to read it)."),
-                io.Image.Output("plot", tooltip="Per-frame curves of PSNR, SSIM, MSE_l and WE as an image."),
+                io.String.Output("report", display_name="report", tooltip="The numbers as a text table (connect to Preview Any to read it)."),
+                io.Image.Output("plot", display_name="plot", tooltip="Per-frame curves of PSNR, SSIM, MSE_l and WE as an image."),
             ],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
             is_output_node=True,
