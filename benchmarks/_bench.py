@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Comparison", "MemoryPeak", "compare", "peak_memory", "print_table", "format_bytes", "median_ratio"]
+__all__ = ["Comparison", "MemoryPeak", "compare", "format_bytes", "median_ratio", "peak_memory", "print_table"]
 
 
 # --------------------------------------------------------------------------------------- memory

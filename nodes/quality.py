@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import math
 
+import comfy.utils
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
-
-import comfy.utils
 from comfy_api.latest import io, ui
+from PIL import Image, ImageDraw, ImageFont
 
 from ..utils import metrics as M
 from ..utils.checks import InputError, check_range, check_same_shape

@@ -1,5 +1,6 @@
 """utils/metrics.py: each metric against kornia, a direct formula or a hand value."""
 
+import itertools
 import math
 
 import pytest
@@ -7,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from kornia.metrics import psnr as kornia_psnr
 from kornia.metrics import ssim as kornia_ssim
-
 from video_enhance_kit.utils import metrics as M
 from video_enhance_kit.utils.checks import InputError
 
@@ -81,7 +81,7 @@ def test_ssim_on_frames_smaller_than_window_shrinks_window(gen):
 
 def test_five_d_video_is_flattened_to_frames(gen):
     out, ref = _pair(gen, shape=(2, 3, 4, 16, 16))  # [B, C, T, H, W]
-    flat = lambda v: v.permute(0, 2, 1, 3, 4).reshape(8, 3, 16, 16)  # noqa: E731
+    flat = lambda v: v.permute(0, 2, 1, 3, 4).reshape(8, 3, 16, 16)
     torch.testing.assert_close(M.ssim_per_frame(out, ref), M.ssim_per_frame(flat(out), flat(ref)))
     torch.testing.assert_close(M.mse_per_frame(out, ref), M.mse_per_frame(flat(out), flat(ref)))
 
@@ -94,7 +94,7 @@ def test_mse_low_is_zero_for_identical_and_grows_with_low_frequency_error(gen):
     smooth = torch.sin(2 * math.pi * xx / 32) * torch.cos(2 * math.pi * yy / 32)  # lowest non-DC bin: inside nu = 0.5
     values = [float(M.mse_low(ref + a * smooth, ref)) for a in (0.01, 0.05, 0.1, 0.2)]
     assert values[0] > 0
-    assert all(b > a for a, b in zip(values, values[1:]))
+    assert all(b > a for a, b in itertools.pairwise(values))
     # a pure high-frequency change (Nyquist checkerboard) is outside the low band: MSE_l ignores it, MSE does not
     checker = ((xx + yy) % 2) * 0.2 - 0.1
     assert float(M.mse_low(ref + checker, ref)) < 1e-12 * float(M.mse(ref + checker, ref)) + 1e-20

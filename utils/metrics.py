@@ -25,14 +25,32 @@ import math
 import torch
 from kornia.metrics import ssim as _kornia_ssim
 
-from .checks import InputError, check_finite, check_nonempty, check_range, check_rank, check_same_shape
+from .checks import (
+    InputError,
+    check_finite,
+    check_nonempty,
+    check_range,
+    check_rank,
+    check_same_shape,
+)
 from .video import to_frames
 from .warp import warp
 
 __all__ = [
-    "mse_per_frame", "mse", "psnr_per_frame", "psnr", "ssim_per_frame", "ssim",
-    "mse_low_per_frame", "mse_low", "spatial_frequency_per_frame", "spatial_frequency",
-    "d_sf_per_frame", "d_sf", "warping_error_per_pair", "warping_error",
+    "d_sf",
+    "d_sf_per_frame",
+    "mse",
+    "mse_low",
+    "mse_low_per_frame",
+    "mse_per_frame",
+    "psnr",
+    "psnr_per_frame",
+    "spatial_frequency",
+    "spatial_frequency_per_frame",
+    "ssim",
+    "ssim_per_frame",
+    "warping_error",
+    "warping_error_per_pair",
 ]
 
 

@@ -2,16 +2,19 @@
 
 import pytest
 import torch
-
-from video_enhance_kit.nodes._host import ComfyHost, describe_missing_comfyui, find_comfyui
+from video_enhance_kit.nodes._host import (
+    ComfyHost,
+    describe_missing_comfyui,
+    find_comfyui,
+)
 
 if find_comfyui() is None:
     pytest.skip(describe_missing_comfyui(), allow_module_level=True)
 
-from video_enhance_kit.utils import metrics as M  # noqa: E402
+from video_enhance_kit.utils import metrics as M
 
 NODE = "VEK_VideoQualityReport"
-OFF = dict(psnr_ssim=False, mse_low=False, spatial_frequency=False, warping_error=False)
+OFF = {"psnr_ssim": False, "mse_low": False, "spatial_frequency": False, "warping_error": False}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +57,7 @@ def test_report_numbers_match_core_metrics(host, clips):
 
     video, ref, candidate = clips
     before = [t.clone() for t in clips]
-    report, plot = host.run_node(NODE, video=video, reference=ref, candidate=candidate, warping_error=False)
+    report, _plot = host.run_node(NODE, video=video, reference=ref, candidate=candidate, warping_error=False)
     v, r, c = (x.movedim(-1, 1) for x in (video, ref, candidate))
     psnr_row = _row(report, "PSNR (dB)")
     assert psnr_row[0] == fmt(float(M.psnr(v, r))) and psnr_row[1] == fmt(float(M.psnr(c, r)))
@@ -129,16 +132,16 @@ def test_single_frame_reports_we_na(host, clips):
 @pytest.mark.parametrize(
     "change, name",
     [
-        (lambda v, r, c: dict(video=v[:3], reference=r), "video"),
-        (lambda v, r, c: dict(video=v[:, :16], reference=r), "video"),
-        (lambda v, r, c: dict(video=v, reference=r, candidate=c[:2]), "candidate"),
-        (lambda v, r, c: dict(video=v, reference=r[0]), "reference"),
-        (lambda v, r, c: dict(video=v, reference=r, flow="zero flow of 3 frames"), "flow"),
-        (lambda v, r, c: dict(video=v, reference=r, **OFF), "psnr_ssim"),
-        (lambda v, r, c: dict(video=v, reference=r, ssim_window=10), "ssim_window"),
-        (lambda v, r, c: dict(video=v, reference=r, cutoff=0.0), "cutoff"),
-        (lambda v, r, c: dict(video=v, reference=r, cutoff=1.5), "cutoff"),
-        (lambda v, r, c: dict(video=v * float("nan"), reference=r), "video"),
+        (lambda v, r, c: {"video": v[:3], "reference": r}, "video"),
+        (lambda v, r, c: {"video": v[:, :16], "reference": r}, "video"),
+        (lambda v, r, c: {"video": v, "reference": r, "candidate": c[:2]}, "candidate"),
+        (lambda v, r, c: {"video": v, "reference": r[0]}, "reference"),
+        (lambda v, r, c: {"video": v, "reference": r, "flow": "zero flow of 3 frames"}, "flow"),
+        (lambda v, r, c: {"video": v, "reference": r, **OFF}, "psnr_ssim"),
+        (lambda v, r, c: {"video": v, "reference": r, "ssim_window": 10}, "ssim_window"),
+        (lambda v, r, c: {"video": v, "reference": r, "cutoff": 0.0}, "cutoff"),
+        (lambda v, r, c: {"video": v, "reference": r, "cutoff": 1.5}, "cutoff"),
+        (lambda v, r, c: {"video": v * float("nan"), "reference": r}, "video"),
     ],
 )
 def test_bad_inputs_name_the_input(host, clips, flow_of, change, name):
