@@ -1,0 +1,120 @@
+"""``python -m video_enhance_kit run|doctor`` in-process on real ComfyUI (the session's host)."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from video_enhance_kit import cli
+from video_enhance_kit.nodes._host import api_to_ui
+
+ROOT = Path(__file__).resolve().parents[2]
+
+VIDEO_PROMPT = {
+    "1": {"class_type": "LoadVideo", "inputs": {"file": "vek_sample_tiny.mp4"}},
+    "2": {"class_type": "GetVideoComponents", "inputs": {"video": ["1", 0]}},
+    "3": {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}},
+    "4": {"class_type": "CreateVideo", "inputs": {"images": ["3", 0], "fps": 8.0}},
+    "5": {"class_type": "SaveVideo", "inputs": {"video": ["4", 0], "filename_prefix": "video/vek_cli", "format": "auto", "codec": "auto"}},
+}
+
+
+def run_main(argv):
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(argv, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def write(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_run_ui_workflow_tiny_models_with_set(comfy_host, object_info, sd15_prompt, tmp_path):
+    prompt = sd15_prompt(frames=2, size=32, steps=2)
+    prompt["7"] = {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "vek_cli_sd15"}}
+    wf = write(tmp_path / "sd15_ui.json", api_to_ui(prompt, object_info))  # UI format: exercises the converter
+    out_dir = tmp_path / "out"
+    code, out, err = run_main(["run", str(wf), "--comfyui", str(comfy_host.comfyui), "--tiny", "--out", str(out_dir),
+                               "--set", "5.steps=3", "--set", "4.batch_size=3", "--set", "5.sampler_name=ddim"])
+    assert code == cli.EXIT_OK, err
+    files = sorted(out_dir.glob("vek_cli_sd15_*.png"))
+    assert len(files) == 3  # --set 4.batch_size=3 reached ComfyUI
+    assert all(str(f) in out for f in files)
+    assert "running node 5 (KSampler)" in err and "3/3 node 5 (KSampler)" in err  # progress: node and step bar
+    assert "tiny model: 1 CheckpointLoaderSimple.ckpt_name" in err
+
+
+def test_run_video_writes_output_and_places_sample_clip(comfy_host, tmp_path):
+    av = pytest.importorskip("av")
+    (Path(comfy_host.input_dir) / "vek_sample_tiny.mp4").unlink(missing_ok=True)
+    wf = write(tmp_path / "video.json", VIDEO_PROMPT)
+    code, out, err = run_main(["run", str(wf), "--out", str(tmp_path / "out"), "--set", "4.fps=4", "--comfyui", str(comfy_host.comfyui)])
+    assert code == cli.EXIT_OK, err
+    (video,) = (tmp_path / "out" / "video").glob("vek_cli_*.mp4")
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(video=0))
+        assert float(stream.average_rate) == 4 and frames == 9  # the tiny clip's 9 frames at the --set fps
+
+
+def test_run_failures_name_the_node(comfy_host, tmp_path):
+    root = str(comfy_host.comfyui)
+    bad = json.loads(json.dumps(VIDEO_PROMPT))
+    bad["4"]["inputs"]["fps"] = 500.0  # past CreateVideo's max: ComfyUI's validation refuses it
+    code, _, err = run_main(["run", str(write(tmp_path / "bad.json", bad)), "--comfyui", root, "--out", str(tmp_path)])
+    assert code == cli.EXIT_FAILED
+    assert "failed validation" in err and "node 4 (CreateVideo): Value 500.0 bigger than max of 120.0" in err
+
+    (Path(comfy_host.input_dir) / "vek_broken.mp4").write_bytes(b"this is not a video")
+    broken = json.loads(json.dumps(VIDEO_PROMPT))
+    broken["1"]["inputs"]["file"] = "vek_broken.mp4"
+    code, _, err = run_main(["run", str(write(tmp_path / "broken.json", broken)), "--comfyui", root, "--out", str(tmp_path)])
+    assert code == cli.EXIT_FAILED
+    assert "error: node 2 (GetVideoComponents) failed:" in err
+
+    code, _, err = run_main(["run", str(write(tmp_path / "ok.json", VIDEO_PROMPT)), "--comfyui", root, "--set", "1.file=nothere.mp4"])
+    assert code == cli.EXIT_USAGE and "--set 1.file (node 1, LoadVideo): 'nothere.mp4' is not one of the choices" in err
+
+
+def test_doctor_table(comfy_host, tmp_path):
+    folder = tmp_path / "workflows"
+    folder.mkdir()
+    write(folder / "a_video.json", VIDEO_PROMPT)
+    bad = json.loads(json.dumps(VIDEO_PROMPT))
+    bad["3"]["class_type"] = "VEK_NoSuchNode"
+    write(folder / "b_unknown.json", bad)
+    code, out, _ = run_main(["doctor", "--comfyui", str(comfy_host.comfyui), "--workflows", str(folder), "--out", str(tmp_path / "o")])
+    assert code == cli.EXIT_FAILED
+    lines = out.splitlines()
+    assert any(line.startswith("a_video.json") and " pass " in line for line in lines)
+    assert any(line.startswith("b_unknown.json") and " FAIL " in line and "VEK_NoSuchNode" in line for line in lines)
+    assert f"{len(comfy_host.pack_node_ids())} nodes registered" in out and out.rstrip().endswith("doctor: FAILED")
+
+
+def example_workflows():
+    return sorted((ROOT / "example_workflows").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_readme_main_job_command(comfy_host, tmp_path):
+    """The README's main-job command, verbatim, in a fresh process (plus --tiny: no real weights here)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("<!-- section:quickstart -->")[1].split("<!-- /section:quickstart -->")[0]
+    lines = [line.strip() for line in section.splitlines() if line.strip().startswith("python -m video_enhance_kit run ")]
+    assert lines, "the README's quickstart shows no `python -m video_enhance_kit run` command"
+    argv = lines[0].split("#")[0].split()[1:]
+    workflow = ROOT / argv[argv.index("run") + 1]
+    if not workflow.is_file():
+        pytest.skip(f"{workflow.name} does not exist yet")
+    argv = [a for a in argv if a not in ("--comfyui", "~/ComfyUI", "/path/to/ComfyUI")]
+    out_dir = tmp_path / "out"
+    argv = argv[: argv.index("--out")] if "--out" in argv else argv
+    env = {**os.environ, "COMFYUI_PATH": str(comfy_host.comfyui)}
+    proc = subprocess.run([sys.executable, *argv, "--tiny", "--out", str(out_dir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "outputs:" in proc.stdout and any(out_dir.rglob("*.*"))
