@@ -2,7 +2,6 @@
 
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,25 +95,26 @@ def test_doctor_table(comfy_host, tmp_path):
     assert f"{len(comfy_host.pack_node_ids())} nodes registered" in out and out.rstrip().endswith("doctor: FAILED")
 
 
-def example_workflows():
-    return sorted((ROOT / "example_workflows").glob("*.json"))
+def readme_main_job() -> list[str]:
+    """The arguments of the README's main-job command (``python -m video_enhance_kit run ...``)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("<!-- section:quickstart -->")[1].split("<!-- /section:quickstart -->")[0]
+    prefix = "python -m video_enhance_kit "
+    lines = [line.split("#")[0].strip() for line in section.splitlines() if line.strip().startswith(prefix + "run ")]
+    assert lines, "the README's quickstart shows no `python -m video_enhance_kit run` command"
+    return lines[0][len(prefix):].split()
 
 
 @pytest.mark.slow
 def test_readme_main_job_command(comfy_host, tmp_path):
-    """The README's main-job command, verbatim, in a fresh process (plus --tiny: no real weights here)."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("<!-- section:quickstart -->")[1].split("<!-- /section:quickstart -->")[0]
-    lines = [line.strip() for line in section.splitlines() if line.strip().startswith("python -m video_enhance_kit run ")]
-    assert lines, "the README's quickstart shows no `python -m video_enhance_kit run` command"
-    argv = lines[0].split("#")[0].split()[1:]
-    workflow = ROOT / argv[argv.index("run") + 1]
-    if not workflow.is_file():
-        pytest.skip(f"{workflow.name} does not exist yet")
-    argv = [a for a in argv if a not in ("--comfyui", "~/ComfyUI", "/path/to/ComfyUI")]
+    """The README's main-job command in a fresh process, with this ComfyUI, a temp --out and --tiny (no real weights here)."""
+    args = cli.build_parser().parse_args(readme_main_job())
+    assert args.command == "run" and args.workflow.parts[0] == "example_workflows" and args.out == Path("out")
+    if not (ROOT / args.workflow).is_file():
+        pytest.skip(f"{args.workflow} does not exist yet")
     out_dir = tmp_path / "out"
-    argv = argv[: argv.index("--out")] if "--out" in argv else argv
-    env = {**os.environ, "COMFYUI_PATH": str(comfy_host.comfyui)}
-    proc = subprocess.run([sys.executable, *argv, "--tiny", "--out", str(out_dir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    cmd = [sys.executable, "-m", "video_enhance_kit", "run", str(args.workflow), "--comfyui", str(comfy_host.comfyui), "--out", str(out_dir), "--tiny"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "outputs:" in proc.stdout and any(out_dir.rglob("*.*"))
+    files = [p for p in out_dir.rglob("*") if p.is_file()]
+    assert files and all(str(p) in proc.stdout for p in files)
