@@ -55,6 +55,8 @@ PACK_ROOT = Path(os.path.abspath(__file__)).parent.parent
 PACK_DIR_NAME = "video-enhance-kit"
 #: The sample clip the example workflows load with LoadVideo (made by assets/make_sample_clip.py).
 SAMPLE_CLIP = PACK_ROOT / "assets" / "vek_sample.mp4"
+#: Its small variant (64 px, 9 frames): tiny runs load it instead of SAMPLE_CLIP.
+SAMPLE_CLIP_TINY = PACK_ROOT / "assets" / "vek_sample_tiny.mp4"
 #: Prefix of every node id of the pack.
 NODE_PREFIX = "VEK_"
 
@@ -223,6 +225,12 @@ def _tiny_defaults() -> None:
     register_tiny_substitution("VAELoader", vae)
     register_tiny_substitution("CLIPLoader", clip)
 
+    def video(i: dict) -> dict:
+        # the 256 px, 25-frame sample clip -> its 64 px, 9-frame variant (assets/make_sample_clip.py --tiny)
+        return {**i, "file": SAMPLE_CLIP_TINY.name} if i.get("file") == SAMPLE_CLIP.name else i
+
+    register_tiny_substitution("LoadVideo", video)
+
 
 _tiny_defaults()
 
@@ -240,9 +248,35 @@ def substitute_tiny_models(prompt: dict) -> tuple[dict, list[str]]:
         if new is None:
             continue
         for k, v in new.items():
+            if _is_link(node["inputs"].get(k)):
+                continue  # a linked input stays linked
             if literal.get(k) != v:
                 changes.append(f"{node_id} {node['class_type']}.{k}: {literal.get(k)!r} -> {v!r}")
                 node["inputs"][k] = v
+    return out, changes
+
+
+def cap_steps(prompt: dict, max_steps: int) -> tuple[dict, list[str]]:
+    """A copy of ``prompt`` where every literal ``steps`` input is at most ``max_steps``.
+
+    ``start_at_step`` / ``end_at_step`` of the same node scale with it (KSamplerAdvanced and the like),
+    so a two-stage graph keeps its proportions. For fast smoke runs of user-sized workflows.
+    """
+    out = copy.deepcopy(prompt)
+    changes = []
+    for node_id, node in out.items():
+        inputs = node.get("inputs", {})
+        steps = inputs.get("steps")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps <= max_steps:
+            continue
+        factor = max_steps / steps
+        inputs["steps"] = max_steps
+        changes.append(f"{node_id} {node.get('class_type')}.steps: {steps} -> {max_steps}")
+        for key in ("start_at_step", "end_at_step"):
+            value = inputs.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value <= steps:
+                inputs[key] = int(round(value * factor))
+                changes.append(f"{node_id} {node.get('class_type')}.{key}: {value} -> {inputs[key]}")
     return out, changes
 
 
@@ -500,11 +534,17 @@ class ComfyHost:
         if strict and self.pack_errors:
             raise HostError("video-enhance-kit failed to load in ComfyUI:\n" + "\n".join(self.pack_errors))
 
-        if SAMPLE_CLIP.is_file():
-            shutil.copy2(SAMPLE_CLIP, self.input_dir / SAMPLE_CLIP.name)
+        self._copy_sample_clips()
 
         comfy.utils.set_progress_bar_global_hook(self._progress_hook)
         self._executor = execution.PromptExecutor(self._server, cache_type=execution.CacheType.CLASSIC)
+
+    def _copy_sample_clips(self) -> None:
+        """Put the bundled clips (assets/*.mp4) where LoadVideo finds them (the input folder)."""
+        for clip in sorted((PACK_ROOT / "assets").glob("*.mp4")):
+            target = self.input_dir / clip.name
+            if not target.is_file() or target.stat().st_mtime < clip.stat().st_mtime:
+                shutil.copy2(clip, target)
 
     def _install_tiny_models(self, cache_dir: str | os.PathLike | None) -> None:
         import folder_paths
@@ -646,18 +686,23 @@ class ComfyHost:
         on_progress: Callable[[str, int, int], None] | None = None,
         on_message: Callable[[str, Any], None] | None = None,
         fresh: bool = False,
+        max_steps: int | None = None,
     ) -> RunResult:
         """Validate and execute an API-format prompt; never raises for a node failure (see ``raise_for_error``).
 
         ``tiny``: substitute tiny models for the files the loaders name (:func:`substitute_tiny_models`).
         ``on_progress(node_id, value, max)``: called on every ProgressBar update. ``fresh``: drop
         ComfyUI's output cache first (by default unchanged nodes, e.g. loaders, are reused across runs,
-        as in a long-running ComfyUI).
+        as in a long-running ComfyUI). ``max_steps``: cap every ``steps`` input (:func:`cap_steps`).
         """
         prompt = self.to_api(prompt)
         changes: list[str] = []
         if tiny:
             prompt, changes = substitute_tiny_models(prompt)
+        if max_steps is not None:
+            prompt, capped = cap_steps(prompt, max_steps)
+            changes += capped
+        self._copy_sample_clips()
         prompt_id = str(uuid.uuid4())
         result = RunResult(success=False, prompt_id=prompt_id, prompt=prompt, substitutions=changes)
         t0 = time.perf_counter()
@@ -707,7 +752,7 @@ class ComfyHost:
                      **kwargs) -> RunResult:
         """Run a UI- or API-format workflow (a path or a dict). ``overrides``: ``{"NODE_ID.input": value}``.
 
-        Other keyword arguments go to :meth:`run_prompt` (``tiny``, ``on_progress``, ``fresh``).
+        Other keyword arguments go to :meth:`run_prompt` (``tiny``, ``max_steps``, ``on_progress``, ``fresh``).
         """
         if not isinstance(workflow, dict):
             workflow = json.loads(Path(workflow).read_text())
