@@ -5,20 +5,16 @@ import copy
 import pytest
 import torch
 
-from video_enhance_kit.nodes._host import ComfyHost, describe_missing_comfyui, find_comfyui
-
-if find_comfyui() is None:
-    pytest.skip(describe_missing_comfyui(), allow_module_level=True)
-
 STEPS = 3
 DIMS2, DIMS3 = "2d (per frame)", "3d (spatio-temporal)"
 GUIDED, COND_ONLY = "guided (cfg)", "cond only (paper)"
 
 
 @pytest.fixture(scope="module")
-def host():
+def host(comfy_host):
+    """The harness's ComfyHost (tests/host/conftest.py), started once per session with the tiny models."""
     torch.set_num_threads(1)
-    return ComfyHost.start(tiny_models=True)
+    return comfy_host
 
 
 @pytest.fixture(scope="module")
