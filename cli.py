@@ -459,6 +459,13 @@ class ServerClient:
             raise CliError(describe_validation_error(reply.get("error"), reply.get("node_errors") or {}, prompt), EXIT_FAILED)
         return reply["prompt_id"]
 
+    def interrupt(self) -> None:
+        """POST /interrupt: stop the prompt the server is running (best effort)."""
+        try:
+            self._request("POST", "/interrupt", b"{}", {"Content-Type": "application/json"})
+        except CliError:
+            pass
+
     def history(self, prompt_id: str) -> dict | None:
         entry = self.get_json(f"/history/{urllib.parse.quote(prompt_id)}")
         return entry.get(prompt_id)
@@ -563,14 +570,18 @@ class ServerBackend:
         ws = self.client.open_websocket() if self.use_websocket else None
         try:
             prompt_id = self.client.queue(prompt)
-            if ws is not None:
-                try:
-                    self.client.follow_websocket(ws, prompt_id, progress.event, deadline)
-                except CliError:
-                    raise
-                except Exception:  # a dropped connection: fall back to polling
-                    pass
-            entry = self.client.poll(prompt_id, deadline)
+            try:
+                if ws is not None:
+                    try:
+                        self.client.follow_websocket(ws, prompt_id, progress.event, deadline)
+                    except CliError:
+                        raise
+                    except Exception:  # a dropped connection: fall back to polling
+                        pass
+                entry = self.client.poll(prompt_id, deadline)
+            except (KeyboardInterrupt, CliError):
+                self.client.interrupt()  # Ctrl-C or --timeout: do not leave the server busy
+                raise
         finally:
             if ws is not None:
                 ws.close()
@@ -612,6 +623,24 @@ def configure_logging(verbose: bool, err=None) -> None:
     root.addHandler(handler)
     if verbose:
         root.setLevel(logging.INFO)
+
+
+def cap_steps(prompt: dict, max_steps: int) -> tuple[dict, list[str]]:
+    """Every literal ``steps`` input at most ``max_steps`` (start/end steps scaled), and the list of changes."""
+    if max_steps < 1:
+        raise CliError(f"--max-steps must be at least 1, got {max_steps}")
+    return _host_module().cap_steps(prompt, max_steps)
+
+
+def comfyui_version(root: Path) -> str:
+    """ComfyUI's version from comfyui_version.py (read as text: nothing of ComfyUI is imported)."""
+    import re
+
+    try:
+        match = re.search(r"__version__\s*=\s*['\"]([^'\"]+)", (Path(root) / "comfyui_version.py").read_text())
+    except OSError:
+        match = None
+    return match.group(1) if match else "unknown version"
 
 
 def tiny_prompt(prompt: dict) -> tuple[dict, list[str]]:
@@ -684,6 +713,9 @@ class InProcessBackend:
         self.substitutions = changes
         return prompt
 
+    def builtin_failures(self) -> list[str]:
+        return list(self.host.builtin_import_failures)
+
     def run(self, prompt: dict, progress: Progress, out_dir: Path) -> RunResult:
         result = self.host.run_prompt(prompt, on_message=progress.event)
         progress.close()
@@ -738,6 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--server", metavar="URL", help="run on a running ComfyUI server instead, e.g. http://127.0.0.1:8188")
     run.add_argument("--out", type=Path, default=Path("out"), help="folder for the outputs (default: ./out)")
     run.add_argument("--tiny", action="store_true", help="substitute tiny random-weight models for the model files the workflow names (a smoke test without downloads; with --server, the server must list them)")
+    run.add_argument("--max-steps", type=int, default=None, metavar="N", help="cap every sampler's steps at N (a quick preview or smoke test)")
     run.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (server mode)")
     run.add_argument("--no-websocket", action="store_true", help="server mode: poll /history instead of following the websocket")
     run.add_argument("--print-api", action="store_true", help="print the API-format prompt (after --set) and exit")
@@ -749,6 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--comfyui", metavar="PATH", help="ComfyUI folder (default: COMFYUI_PATH, or the custom_nodes this pack sits in)")
     doctor.add_argument("--workflows", type=Path, default=PACK_ROOT / "example_workflows", help="folder of workflows to run (default: the pack's example_workflows)")
     doctor.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: a temporary folder)")
+    doctor.add_argument("--max-steps", type=int, default=None, metavar="N", help="cap every sampler's steps at N (faster checks)")
     doctor.add_argument("-v", "--verbose", action="store_true", help="show ComfyUI's log")
     return parser
 
@@ -771,6 +805,10 @@ def cmd_run(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
         prompt = backend.prepare(prompt)
         for change in getattr(backend, "substitutions", []):
             err.write(f"tiny model: {change}\n")
+    if args.max_steps is not None:
+        prompt, changes = cap_steps(prompt, args.max_steps)
+        for change in changes:
+            err.write(f"max steps: {change}\n")
     if args.print_api:
         out.write(json.dumps(prompt, indent=2) + "\n")
         return EXIT_OK
@@ -802,7 +840,7 @@ def cmd_doctor(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
 
     if backend is None:
         comfyui = locate_comfyui(args.comfyui)
-        out.write(f"ComfyUI: {comfyui}\n")
+        out.write(f"ComfyUI: {comfyui} ({comfyui_version(comfyui)})\n")
         configure_logging(args.verbose, err)
         out_dir = args.out or Path(tempfile.mkdtemp(prefix="vek_doctor_"))
         backend = InProcessBackend(comfyui, tiny=True, err=err)
@@ -811,18 +849,23 @@ def cmd_doctor(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
     failures = backend.import_failures()
     object_info = backend.object_info()
     ours = sorted(k for k in object_info if k.startswith("VEK_"))
-    if failures:
-        for name, message in failures.items():
-            out.write(f"import failed: {name}: {message}\n")
+    builtin = backend.builtin_failures() if hasattr(backend, "builtin_failures") else []
+    if builtin:
+        out.write(f"note: ComfyUI's own {', '.join(builtin)} did not import (not this pack; e.g. no torchaudio)\n")
+    for name, message in failures.items():
+        out.write(f"import failed: {name}: {message}\n")
     out.write(f"video-enhance-kit: {len(ours)} nodes registered\n")
     rows, failed = [], bool(failures) or not ours
     workflows = sorted(Path(args.workflows).glob("*.json"))
     if not workflows:
         out.write(f"no workflows in {args.workflows}\n")
+        failed = True
     for path in workflows:
         start = time.monotonic()
         try:
             prompt = backend.prepare(to_api(load_workflow(path), object_info))
+            if args.max_steps is not None:
+                prompt = cap_steps(prompt, args.max_steps)[0]
             backend.place_sample_clips(prompt)
             result = backend.run(prompt, Progress(prompt, quiet=True), out_dir)
             status, message = ("pass", f"{len(result.files)} file(s)") if result.ok else ("FAIL", result.error)

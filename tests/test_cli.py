@@ -421,6 +421,22 @@ def test_tiny_substitution_and_missing_models(fake, tmp_path):
     assert cli.missing_choices(prompt, OBJECT_INFO) == []
 
 
+def test_max_steps(fake, ui_file):
+    code, out, err = run_main(["run", str(ui_file), "--server", fake.url, "--print-api", "--set", "2.seed=3", "--max-steps", "1"])
+    assert code == cli.EXIT_OK, err
+    assert json.loads(out)["2"]["inputs"]["steps"] == 1 and "max steps: 2 FakeSampler.steps: 2 -> 1" in err
+    code, _, err = run_main(["run", str(ui_file), "--server", fake.url, "--print-api", "--max-steps", "0"])
+    assert code == cli.EXIT_USAGE and "--max-steps must be at least 1" in err
+
+
+def test_server_interrupt_on_timeout(fake, ui_file, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli.ServerClient, "history", lambda self, pid: None)  # never finishes
+    monkeypatch.setattr(cli.ServerClient, "interrupt", lambda self: calls.append("interrupt"))
+    code, _, err = run_main(["run", str(ui_file), "--server", fake.url, "--out", str(tmp_path), "--timeout", "0.5"])
+    assert code == cli.EXIT_FAILED and "timed out" in err and calls == ["interrupt"]
+
+
 class FakeBackend:
     """A stand-in for the in-process host, to test doctor's table and exit code."""
 
