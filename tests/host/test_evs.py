@@ -1,0 +1,192 @@
+"""EVS Sampler in real ComfyUI: tiny SD1.5 as T2I and as a same-space T2V stand-in, tiny Wan through the VAE bridge."""
+
+import pytest
+import torch
+
+NODE = "VEK_EVSSampler"
+
+
+@pytest.fixture(scope="module")
+def sd15(run_node):
+    model, clip, vae = run_node("CheckpointLoaderSimple", ckpt_name="vek-tiny-sd15.safetensors")
+    (pos,) = run_node("CLIPTextEncode", clip=clip, text="a red ball rolling on grass")
+    (neg,) = run_node("CLIPTextEncode", clip=clip, text="")
+    return model, pos, neg, vae
+
+
+@pytest.fixture(scope="module")
+def wan(run_node):
+    (model,) = run_node("UNETLoader", unet_name="vek-tiny-wan21.safetensors", weight_dtype="default")
+    (vae,) = run_node("VAELoader", vae_name="vek-tiny-wan21-vae.safetensors")
+    (clip,) = run_node("CLIPLoader", clip_name="vek-tiny-clip-l.safetensors", type="sd3")
+    (pos,) = run_node("CLIPTextEncode", clip=clip, text="a red ball rolling on grass")
+    (neg,) = run_node("CLIPTextEncode", clip=clip, text="")
+    return model, pos, neg, vae
+
+
+def latent(frames=3, size=4, seed=0):
+    return {"samples": torch.randn(frames, 4, size, size, generator=torch.Generator().manual_seed(seed))}
+
+
+def settings(t2i, t2v, **over):
+    model, pos, neg, _ = t2i
+    vmodel, vpos, vneg, _ = t2v
+    kw = dict(t2i_model=model, t2i_positive=pos, t2i_negative=neg, t2v_model=vmodel, t2v_positive=vpos, t2v_negative=vneg,
+              seed=5, t2i_steps=10, t2i_strength=0.4, t2v_at=0.2, t2i_sampler="ddim", t2i_scheduler="ddim_uniform", t2i_cfg=3.0,
+              t2v_steps=4, t2v_strength=0.5, t2v_block_steps=0, t2v_sampler="euler", t2v_scheduler="sgm_uniform", t2v_cfg=1.0,
+              t2v_enabled=True, sfi=False, sfi_gamma=0.8, sfi_depth_min=0.0, sfi_depth_max=1.0, latent=latent())
+    kw.update(over)
+    return kw
+
+
+def counted(model, key="vek_test_count"):
+    """A clone of ``model`` that counts its model calls (and can run a hook on each)."""
+    import comfy.patcher_extension
+
+    m = model.clone()
+    m.vek_calls = 0
+    m.vek_hook = None
+
+    def wrapper(executor, *args, **kwargs):
+        out = executor(*args, **kwargs)
+        m.vek_calls += 1
+        if m.vek_hook is not None:
+            m.vek_hook(m.vek_calls)
+        return out
+
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, key, wrapper)
+    return m
+
+
+def snapshot(model):
+    """What a node must not change on a MODEL it receives."""
+    mo = model.model_options
+    to = mo.get("transformer_options", {})
+    return (repr(sorted(to.get("patches_replace", {}).items(), key=str)), sorted(to), repr(to.get("wrappers", {})), len(model.patches),
+            model.model_options is mo)
+
+
+def test_disabled_equals_ksampler_advanced_bit_for_bit(run_node, sd15):
+    kw = settings(sd15, sd15, t2v_enabled=False)
+    out, image = run_node(NODE, **kw)
+    model, pos, neg, _ = sd15
+    (ref,) = run_node("KSamplerAdvanced", model=model, add_noise="enable", noise_seed=5, steps=10, cfg=3.0, sampler_name="ddim",
+                      scheduler="ddim_uniform", positive=pos, negative=neg, latent_image=kw["latent"], start_at_step=6,
+                      end_at_step=10000, return_with_leftover_noise="disable")
+    assert torch.equal(out["samples"], ref["samples"])
+    assert image is None  # no t2i_vae given
+
+
+@pytest.mark.parametrize("sfi", [False, True])
+def test_model_calls_and_models_unchanged(run_node, sd15, sfi):
+    t2i = counted(sd15[0])
+    t2v = counted(sd15[0])
+    before = (snapshot(t2i), snapshot(t2v))
+    kw = settings((t2i, *sd15[1:]), (t2v, *sd15[1:]), sfi=sfi, sfi_gamma=1.0)
+    out, _ = run_node(NODE, **kw)
+    n_i = 4  # round(10 * 0.4)
+    m_v = 2  # round(4 * 0.5), t2v_block_steps 0 = all of them
+    assert t2i.vek_calls == n_i
+    assert t2v.vek_calls == m_v + (m_v if sfi else 0)
+    assert (snapshot(t2i), snapshot(t2v)) == before
+    assert out["samples"].shape == kw["latent"]["samples"].shape and torch.isfinite(out["samples"]).all()
+
+
+def test_block_changes_result_and_sfi_injects(run_node, sd15, pack, monkeypatch):
+    fi = pack("attention.feature_injection").FeatureInjection
+    seen = {"record": 0, "inject": 0}
+    original = fi.qkv
+
+    def spy(self, q, k, v, layer, depth, sigma):
+        if self.mode in seen:
+            seen[self.mode] += 1
+        return original(self, q, k, v, layer, depth, sigma)
+
+    monkeypatch.setattr(fi, "qkv", spy)
+    plain, _ = run_node(NODE, **settings(sd15, sd15, t2v_enabled=False))
+    sdedit, _ = run_node(NODE, **settings(sd15, sd15))
+    assert seen == {"record": 0, "inject": 0}
+    injected, _ = run_node(NODE, **settings(sd15, sd15, sfi=True, sfi_gamma=1.0))
+    # tiny SD1.5: 2 self-attention layers (input 1, output 3... one level) x 2 inversion and 2 denoising calls
+    assert seen["record"] > 0 and seen["inject"] == seen["record"]
+    assert not torch.equal(plain["samples"], sdedit["samples"])
+    assert not torch.equal(sdedit["samples"], injected["samples"])
+
+
+def test_one_progress_bar_spans_both_models(run_prompt, sd15_prompt):
+    p = sd15_prompt(frames=3, size=32)
+    p["10"] = {"class_type": NODE, "inputs": {
+        "t2i_model": ["1", 0], "t2i_positive": ["2", 0], "t2i_negative": ["3", 0], "t2v_model": ["1", 0], "t2v_positive": ["2", 0],
+        "t2v_negative": ["3", 0], "seed": 1, "t2i_steps": 10, "t2i_strength": 0.4, "t2v_at": 0.2, "t2i_sampler": "ddim",
+        "t2i_scheduler": "ddim_uniform", "t2i_cfg": 3.0, "t2v_steps": 4, "t2v_strength": 0.5, "t2v_block_steps": 0,
+        "t2v_sampler": "euler", "t2v_scheduler": "sgm_uniform", "t2v_cfg": 1.0, "t2v_enabled": True, "sfi": True, "sfi_gamma": 0.8,
+        "sfi_depth_min": 0.0, "sfi_depth_max": 1.0, "latent": ["5", 0], "t2i_vae": ["1", 2]}}
+    p["6"]["inputs"]["samples"] = ["10", 0]
+    events = []
+    run_prompt(p, on_progress=lambda node, value, total: events.append((node, value, total)))
+    mine = [(v, t) for n, v, t in events if n == "10"]
+    assert mine and {t for _, t in mine} == {4 + 2 + 2}
+    assert [v for v, _ in mine] == list(range(1, 9))
+
+
+def test_interruption_between_model_calls(run_node, sd15):
+    import comfy.model_management as mm
+
+    t2i = counted(sd15[0])
+    t2i.vek_hook = lambda n: mm.interrupt_current_processing(True) if n == 2 else None
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            run_node(NODE, **settings((t2i, *sd15[1:]), sd15))
+    finally:
+        mm.interrupt_current_processing(False)
+    assert t2i.vek_calls == 2  # stopped before the third model call
+
+
+def test_wan_through_the_vae_bridge(run_node, sd15, wan, pack, monkeypatch):
+    fi = pack("attention.feature_injection").FeatureInjection
+    seen = {"record": 0, "inject": 0}
+    original = fi.qkv
+
+    def spy(self, q, k, v, layer, depth, sigma):
+        if self.mode in seen:
+            seen[self.mode] += 1
+        return original(self, q, k, v, layer, depth, sigma)
+
+    monkeypatch.setattr(fi, "qkv", spy)
+    t2v = counted(wan[0])
+    before = snapshot(t2v)
+    kw = settings(sd15, (t2v, *wan[1:]), latent=latent(frames=5), t2i_vae=sd15[3], t2v_vae=wan[3], t2v_scheduler="simple", sfi=True,
+                  sfi_gamma=1.0)
+    out, image = run_node(NODE, **kw)
+    assert out["samples"].shape == (5, 4, 4, 4) and torch.isfinite(out["samples"]).all()
+    assert image.shape == (5, 32, 32, 3)
+    assert t2v.vek_calls == 2 + 2
+    assert seen["record"] == 2 * 2 and seen["inject"] == 2 * 2  # 2 Wan blocks x 2 calls, self-attention only
+    assert snapshot(t2v) == before
+
+
+def test_errors_name_the_input(run_node, sd15, wan):
+    from comfy_api.latest import io  # noqa: F401  (ComfyUI present)
+
+    cases = [
+        (settings(sd15, wan, latent=latent(frames=4), t2i_vae=sd15[3], t2v_vae=wan[3]), "latent"),
+        (settings(sd15, wan, latent=latent(frames=5), t2i_vae=sd15[3]), "t2v_vae"),
+        (settings(sd15, sd15, t2v_at=0.5), "t2v_at"),
+        (settings(wan, sd15), "t2i_model"),
+        (settings(sd15, sd15, latent=latent(frames=1)), "latent"),
+        (settings(sd15, sd15, latent={"samples": torch.full((3, 4, 4, 4), float("nan"))}), "latent"),
+        (settings(sd15, sd15, t2v_block_steps=3), "t2v_block_steps"),
+        (settings(sd15, sd15, t2i_strength=0.0, t2v_at=0.0), "t2i_strength"),
+        (settings(sd15, sd15, latent=None), "latent"),
+        (settings(sd15, sd15, latent=None, images=torch.rand(3, 32, 32, 3)), "t2i_vae"),
+    ]
+    for kw, name in cases:
+        with pytest.raises(ValueError) as err:
+            run_node(NODE, **kw)
+        assert f"input '{name}'" in str(err.value), (name, str(err.value))
+
+
+def test_images_input_with_vae(run_node, sd15):
+    out, image = run_node(NODE, **settings(sd15, sd15, latent=None, images=torch.rand(3, 32, 32, 3), t2i_vae=sd15[3]))
+    assert out["samples"].shape == (3, 4, 4, 4) and image.shape == (3, 32, 32, 3)
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
