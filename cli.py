@@ -782,7 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--comfyui", metavar="PATH", help="ComfyUI folder (default: COMFYUI_PATH, or the custom_nodes this pack sits in)")
     doctor.add_argument("--workflows", type=Path, default=PACK_ROOT / "example_workflows", help="folder of workflows to run (default: the pack's example_workflows)")
     doctor.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: a temporary folder)")
-    doctor.add_argument("--max-steps", type=int, default=None, metavar="N", help="cap every sampler's steps at N (faster checks)")
+    doctor.add_argument("--max-steps", type=int, default=3, metavar="N", help="cap every sampler's steps at N (default 3, as the host tests do: every node still runs)")
     doctor.add_argument("-v", "--verbose", action="store_true", help="show ComfyUI's log")
     return parser
 
@@ -861,6 +861,8 @@ def cmd_doctor(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
         out.write(f"no workflows in {args.workflows}\n")
         failed = True
     for path in workflows:
+        err.write(f"doctor: running {path.name} ...\n")
+        err.flush()
         start = time.monotonic()
         try:
             prompt = backend.prepare(to_api(load_workflow(path), object_info))
