@@ -685,7 +685,7 @@ class InProcessBackend:
     ``tiny``: loaders are pointed at tiny random-weight models (built once, cached).
     """
 
-    def __init__(self, comfyui: Path, tiny: bool = False, err=None):
+    def __init__(self, comfyui: Path, tiny: bool = False, err=None, verbose: bool = False):
         self.tiny = tiny
         self.err = err or sys.stderr
         self.host_mod = _host_module()
@@ -693,6 +693,10 @@ class InProcessBackend:
             self.host = self.host_mod.ComfyHost.start(comfyui, tiny_models=tiny, strict=False)
         except self.host_mod.HostError as e:
             raise CliError(f"cannot start ComfyUI from {comfyui}: {e}", EXIT_ENV) from None
+        # the samplers' tqdm bars would interleave with the runner's own step bars (kept with -v)
+        comfy_utils = sys.modules.get("comfy.utils")
+        if comfy_utils is not None and hasattr(comfy_utils, "set_progress_bar_enabled"):
+            comfy_utils.set_progress_bar_enabled(verbose)
 
     def object_info(self) -> dict:
         return self.host.object_info()
@@ -795,7 +799,7 @@ def cmd_run(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
             backend = ServerBackend(args.server, use_websocket=not args.no_websocket, timeout=args.timeout, tiny=args.tiny)
         else:
             configure_logging(args.verbose, err)
-            backend = InProcessBackend(locate_comfyui(args.comfyui), tiny=args.tiny, err=err)
+            backend = InProcessBackend(locate_comfyui(args.comfyui), tiny=args.tiny, err=err, verbose=args.verbose)
     failures = backend.import_failures() if hasattr(backend, "import_failures") else {}
     for name, message in failures.items():
         err.write(f"warning: {name} failed to import: {message}\n")
@@ -843,7 +847,7 @@ def cmd_doctor(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
         out.write(f"ComfyUI: {comfyui} ({comfyui_version(comfyui)})\n")
         configure_logging(args.verbose, err)
         out_dir = args.out or Path(tempfile.mkdtemp(prefix="vek_doctor_"))
-        backend = InProcessBackend(comfyui, tiny=True, err=err)
+        backend = InProcessBackend(comfyui, tiny=True, err=err, verbose=args.verbose)
     else:
         out_dir = args.out or Path(tempfile.mkdtemp(prefix="vek_doctor_"))
     failures = backend.import_failures()

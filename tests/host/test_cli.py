@@ -45,6 +45,7 @@ def test_run_ui_workflow_tiny_models_with_set(comfy_host, object_info, sd15_prom
     assert len(files) == 3  # --set 4.batch_size=3 reached ComfyUI
     assert all(str(f) in out for f in files)
     assert "running node 5 (KSampler)" in err and "3/3 node 5 (KSampler)" in err  # progress: node and step bar
+    assert "it/s" not in err and "s/it" not in err  # ComfyUI's tqdm bars are off unless -v
     assert "tiny model: 1 CheckpointLoaderSimple.ckpt_name" in err
 
 
