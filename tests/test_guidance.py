@@ -161,3 +161,22 @@ def test_settings_checked():
         GuidanceSettings(loss_space="rgb").check()
     with pytest.raises(InputError, match="vae"):
         TemporalConsistencyGuidance(GuidanceSettings(loss_space="pixel"))
+
+
+def test_latent_flow_aligns_frames_and_grid():
+    from video_enhance_kit.samplers.guidance import latent_flow
+    from video_enhance_kit.utils.flow import VideoFlow
+
+    fwd = torch.zeros(8, 2, 64, 64)
+    fwd[:, 0] = 2.0
+    ones = torch.ones(8, 1, 64, 64)
+    flow = VideoFlow(fwd, -fwd, ones, ones)
+    back, mask = latent_flow(flow, 9, (8, 8))  # image model: one latent per frame
+    assert back.shape == (8, 2, 8, 8) and torch.allclose(back[:, 0], torch.full((8, 8, 8), -0.25))
+    back, mask = latent_flow(flow, 3, (8, 8))  # video latent, frames 4 apart (Wan)
+    assert back.shape == (2, 2, 8, 8) and mask.shape == (2, 1, 8, 8)
+    assert torch.allclose(back[:, 0, :, 2:], torch.full((2, 8, 6), -1.0))
+    with pytest.raises(InputError, match="flow"):
+        latent_flow(flow, 4, (8, 8))
+    with pytest.raises(InputError, match="latent"):
+        latent_flow(flow, 1, (8, 8))
