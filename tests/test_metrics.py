@@ -213,3 +213,14 @@ def test_video_metrics_groups_and_values(gen):
         M.video_metrics(out, ref, metrics=("fid",))
     with pytest.raises(InputError, match="'result'"):
         M.video_metrics(out, ref[:2], metrics=("warping_error",), flow=flow)
+
+
+def test_chunked_metrics_equal_whole_video(gen, monkeypatch):
+    out, ref = _pair(gen, shape=(5, 3, 16, 16))
+    flow = 0.7 * torch.randn(4, 2, 16, 16, generator=gen, dtype=out.dtype)
+    mask = (torch.rand(4, 1, 16, 16, generator=gen) > 0.2).to(out.dtype)
+    whole = M.video_metrics(out, ref, flow=flow, mask=mask)  # 5 frames: one chunk
+    monkeypatch.setattr(M, "CHUNK", 2)  # 3 chunks (2 + 2 + 1 frames)
+    chunked = M.video_metrics(out, ref, flow=flow, mask=mask)
+    for key in whole:
+        torch.testing.assert_close(chunked[key], whole[key], rtol=1e-12, atol=1e-12)

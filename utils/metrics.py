@@ -74,6 +74,16 @@ def frame_pair(result: torch.Tensor, reference: torch.Tensor, names=("result", "
     return a.to(dtype), b.to(dtype)
 
 
+#: Frames processed at once by the heavier metrics (SSIM, MSE_l, WE): bounds memory on long, large videos.
+CHUNK = 8
+
+
+def _chunked(fn, *tensors: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """``fn(*tensor_chunks) -> [n]`` applied to ``chunk`` (default :data:`CHUNK`) frames at a time, concatenated: ``[N]``."""
+    n, chunk = tensors[0].shape[0], chunk or CHUNK
+    return torch.cat([fn(*(t[i : i + chunk] for t in tensors)) for i in range(0, n, chunk)])
+
+
 def _check_data_range(data_range: float) -> float:
     if not isinstance(data_range, (int, float)) or isinstance(data_range, bool):
         raise InputError("data_range", f"must be a number, got {type(data_range).__name__}", "pass 1.0 for images in 0..1, 255.0 for 0..255")
@@ -132,8 +142,7 @@ def ssim_per_frame(result: torch.Tensor, reference: torch.Tensor, data_range: fl
     a, b = frame_pair(result, reference)
     window = ssim_window(window_size, a.shape[-2], a.shape[-1])
     work = torch.float32 if a.dtype in (torch.float16, torch.bfloat16) else a.dtype
-    ssim_map = _kornia_ssim(a.to(work), b.to(work), window, max_val=data_range)
-    return ssim_map.flatten(1).mean(1)
+    return _chunked(lambda x, y: _kornia_ssim(x.to(work), y.to(work), window, max_val=data_range).flatten(1).mean(1), a, b)
 
 
 def ssim(result: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0, window_size: int = 11) -> torch.Tensor:
@@ -160,8 +169,11 @@ def mse_low_per_frame(result: torch.Tensor, reference: torch.Tensor, cutoff: flo
         raise InputError("cutoff", "is 0: the low band is empty and MSE_l would always be 0", "use a cutoff in (0, 1], e.g. 0.5")
     a, b = frame_pair(result, reference)
     work = torch.float32 if a.dtype in (torch.float16, torch.bfloat16) else a.dtype
-    diff = low_pass(a.to(work), cutoff, mask) - low_pass(b.to(work), cutoff, mask)
-    return diff.square().flatten(1).mean(1)
+
+    def per_frame(x, y):
+        return (low_pass(x.to(work), cutoff, mask) - low_pass(y.to(work), cutoff, mask)).square().flatten(1).mean(1)
+
+    return _chunked(per_frame, a, b)
 
 
 def mse_low(result: torch.Tensor, reference: torch.Tensor, cutoff: float = 0.5, mask: str | None = None) -> torch.Tensor:
@@ -253,10 +265,13 @@ def warping_error_per_pair(frames: torch.Tensor, flow: torch.Tensor, mask: torch
             )
         mask = mask.to(device=nxt.device, dtype=nxt.dtype)
     work = torch.float32 if nxt.dtype in (torch.float16, torch.bfloat16) else nxt.dtype
-    warped = warp(prev.to(work), flow.to(device=nxt.device, dtype=work))
-    sq = (nxt.to(work) - warped).square() * mask.to(work)
-    count = mask.to(work).flatten(1).sum(1) * channels
-    return sq.flatten(1).sum(1) / count.clamp_min(torch.finfo(work).tiny)
+    def per_pair(x0, x1, fl, m):
+        warped = warp(x0.to(work), fl.to(device=x1.device, dtype=work))
+        sq = (x1.to(work) - warped).square() * m.to(work)
+        count = m.to(work).flatten(1).sum(1) * channels
+        return sq.flatten(1).sum(1) / count.clamp_min(torch.finfo(work).tiny)
+
+    return _chunked(per_pair, prev, nxt, flow, mask)
 
 
 def warping_error(frames: torch.Tensor, flow: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
