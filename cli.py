@@ -294,6 +294,28 @@ def output_entries(outputs: dict) -> list[tuple[str, dict]]:
     return out
 
 
+PREVIEWS = "previews"  # sub-folder of --out for preview images (ComfyUI's temp outputs)
+
+
+def local_target(out_dir: Path, item: dict) -> Path:
+    """Where an output file goes under ``--out``: saved files keep their sub-folder, previews go to previews/."""
+    sub = item.get("subfolder", "") or ""
+    if item.get("type", "output") == "temp":
+        return out_dir / PREVIEWS / sub / item["filename"]
+    return out_dir / sub / item["filename"]
+
+
+def text_outputs(outputs: dict) -> list[tuple[str, str]]:
+    """(node_id, text) for every text an output node showed (Preview Any, reports)."""
+    found = []
+    for node_id, ui in (outputs or {}).items():
+        if isinstance(ui, dict):
+            for value in ui.get("text") or []:
+                if isinstance(value, str) and value.strip():
+                    found.append((str(node_id), value))
+    return found
+
+
 def describe_validation_error(error: Any, node_errors: dict, prompt: dict) -> str:
     """One message naming each failing node (id, type) and ComfyUI's reason, from a /prompt 400 reply."""
     lines = []
@@ -593,10 +615,10 @@ class ServerBackend:
             return RunResult(False, prompt_id, outputs, [], error, time.monotonic() - start)
         files = []
         for _node_id, item in output_entries(outputs):
-            if item.get("type", "output") == "temp":
-                continue  # previews
+            if item.get("type", "output") not in ("output", "temp"):
+                continue
             data = self.client.view(item["filename"], item.get("subfolder", ""), item.get("type", "output"))
-            target = out_dir / item.get("subfolder", "") / item["filename"]
+            target = local_target(out_dir, item)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             files.append(target)
@@ -737,15 +759,23 @@ class InProcessBackend:
             else:
                 error = describe_execution_error({"node_id": e.node_id, "node_type": e.node_type, "exception_type": e.exception_type, "exception_message": e.message})
             return RunResult(False, result.prompt_id, result.outputs, [], error, seconds)
-        files = []
+        # files the run wrote (saved outputs and previews), and previews the outputs name
         output_root = Path(self.host.output_dir)
-        for path in result.files:
-            path = Path(path)
-            try:
-                rel = path.relative_to(output_root)
-            except ValueError:
-                rel = Path(path.name)
-            target = out_dir / rel
+        temp_root = Path(getattr(self.host, "temp_dir", Path(self.host.workdir) / "temp"))
+        sources = [Path(p) for p in result.files]
+        for _node_id, item in output_entries(result.outputs):
+            if item.get("type") == "temp":
+                sources.append(temp_root / (item.get("subfolder") or "") / item["filename"])
+        files = []
+        for path in dict.fromkeys(sources):
+            if not path.is_file():
+                continue
+            if path.is_relative_to(temp_root):
+                target = out_dir / PREVIEWS / path.relative_to(temp_root)
+            elif path.is_relative_to(output_root):
+                target = out_dir / path.relative_to(output_root)
+            else:
+                target = out_dir / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
             files.append(target)
@@ -825,6 +855,14 @@ def cmd_run(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
         err.write(f"error: {result.error}{hint}\n")
         return EXIT_FAILED
     out.write(f"done in {result.seconds:.1f} s (prompt {result.prompt_id})\n")
+    shown: dict[str, str] = {}
+    for node_id, text in text_outputs(result.outputs):
+        label = f"node {node_id} ({prompt.get(node_id, {}).get('class_type', '?')})"
+        if text in shown:
+            out.write(f"{label} shows the same text as {shown[text]}\n")
+            continue
+        shown[text] = label
+        out.write(f"{label} shows:\n" + "".join(f"  {line}\n" for line in text.rstrip().splitlines()))
     if result.files:
         out.write("outputs:\n" + "".join(f"  {p}\n" for p in result.files))
     else:

@@ -292,7 +292,7 @@ class FakeComfy:
 
             def do_GET(self):
                 url = urllib.parse.urlsplit(self.path)
-                query = dict(urllib.parse.parse_qsl(url.query))
+                query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
                 if url.path == "/object_info":
                     return self.reply(200, OBJECT_INFO)
                 if url.path.startswith("/history/"):
@@ -301,9 +301,9 @@ class FakeComfy:
                     # the entry shows up only on the second poll (the prompt "runs" meanwhile)
                     return self.reply(200, {pid: fake.history[pid]} if pid in fake.history and fake.polls % 2 == 0 else {})
                 if url.path == "/view":
-                    if query.get("type") != "output":
+                    if query.get("type") not in ("output", "temp"):
                         return self.reply(404, {})
-                    return self.reply(200, f"data of {query['subfolder']}/{query['filename']}".encode(), raw=True)
+                    return self.reply(200, f"{query['type']} data of {query['subfolder']}/{query['filename']}".encode(), raw=True)
                 return self.reply(404, {})
 
             def do_POST(self):
@@ -332,6 +332,7 @@ class FakeComfy:
                         fake.history[pid] = {"outputs": {
                             "3": {"images": [{"filename": f"{prompt['3']['inputs']['filename_prefix']}_00001.mp4", "subfolder": "video", "type": "output"}], "animated": [True]},
                             "9": {"images": [{"filename": "preview.png", "subfolder": "", "type": "temp"}]},
+                            "10": {"text": ["PSNR  31.2\nSSIM  0.91"]},
                         }, "status": {"status_str": "success", "completed": True, "messages": []}}
                     return self.reply(200, {"prompt_id": pid, "number": 0, "node_errors": {}})
                 return self.reply(404, {})
@@ -371,11 +372,13 @@ def test_server_run_success(fake, ui_file, tmp_path):
     assert sent["prompt"]["2"]["inputs"]["images"] == ["1", 0] and sent["client_id"]
     # the sample clip the workflow names was uploaded, byte for byte
     assert fake.uploads["vek_sample.mp4"] == cli.sample_clip_path("vek_sample.mp4").read_bytes()
-    # outputs fetched through /view into --out (previews are not)
+    # outputs fetched through /view into --out, previews into --out/previews, texts printed
     saved = out_dir / "video" / "vek_00001.mp4"
-    assert saved.read_bytes() == b"data of video/vek_00001.mp4"
-    assert not (out_dir / "preview.png").exists()
-    assert str(saved) in out and "done in" in out
+    assert saved.read_bytes() == b"output data of video/vek_00001.mp4"
+    preview = out_dir / "previews" / "preview.png"
+    assert preview.read_bytes() == b"temp data of /preview.png"
+    assert str(saved) in out and str(preview) in out and "done in" in out
+    assert "node 10 (?) shows:\n  PSNR  31.2\n  SSIM  0.91\n" in out
     assert fake.polls >= 2  # no websocket on the fake server: the runner polled /history
 
 

@@ -116,7 +116,7 @@ def test_readme_main_job_command(comfy_host, tmp_path):
     if not (ROOT / args.workflow).is_file():
         pytest.skip(f"{args.workflow} does not exist yet")
     out_dir = tmp_path / "out"
-    cmd = [sys.executable, "-m", "video_enhance_kit", "run", str(args.workflow), "--comfyui", str(comfy_host.comfyui), "--out", str(out_dir), "--tiny"]
+    cmd = [sys.executable, "-m", "video_enhance_kit", "run", str(args.workflow), "--comfyui", str(comfy_host.comfyui), "--out", str(out_dir), "--tiny", "--max-steps", "2"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = [p for p in out_dir.rglob("*") if p.is_file()]

@@ -148,12 +148,17 @@ def test_server_run_video_uploads_sample_clip_and_fails_with_node(server, tmp_pa
 
 @pytest.mark.slow
 def test_example_workflow_through_post_prompt(server, tmp_path):
-    """One example workflow (the README's main job, else the first) runs on the server with tiny models."""
-    workflows = sorted((ROOT / "example_workflows").glob("*.json"))
-    if not workflows:
-        pytest.skip("no example workflows yet")
-    readme = (ROOT / "README.md").read_text()
-    chosen = next((w for w in workflows if f"example_workflows/{w.name}" in readme), workflows[0])
-    code, out, err = run_main(["run", str(chosen), "--server", server["url"], "--tiny", "--out", str(tmp_path), "--timeout", "600"])
+    """An example workflow (UI format, as shipped) runs on the server through POST /prompt with tiny models.
+
+    video_quality_report needs no model (the cheapest); the in-process README test covers a sampling one.
+    """
+    chosen = ROOT / "example_workflows" / "video_quality_report.json"
+    if not chosen.is_file():
+        pytest.skip(f"{chosen.name} does not exist")
+    code, out, err = run_main(["run", str(chosen), "--server", server["url"], "--tiny", "--max-steps", "3", "--out", str(tmp_path), "--timeout", "600"])
     assert code == cli.EXIT_OK, err + server["log"].read_text()[-2000:]
-    assert "outputs:" in out or "no output files" in out
+    assert "running node" in err
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert files and all(str(p) in out for p in files)
+    assert all(p.parent.name == "previews" and p.read_bytes()[:4] == b"\x89PNG" for p in files)  # the report's plot
+    assert "(VEK_VideoQualityReport) shows:" in out and "PSNR" in out  # the report's table, printed
