@@ -16,7 +16,7 @@ located, so ``--help``, argument parsing and server mode work without it.
 
 Exit codes: 0 success, 1 the workflow failed (validation or execution; the message names the node),
 2 usage error (bad arguments, unreadable workflow, bad ``--set``), 3 environment error (ComfyUI not
-found, server unreachable, the pack failed to import).
+found or cannot start, server unreachable, comfy-cli missing for a UI-format workflow).
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
 
 PACK_ROOT = Path(__file__).resolve().parent
 SAMPLE_CLIPS = ("vek_sample.mp4", "vek_sample_tiny.mp4")
-WIDGET_TYPES = ("INT", "FLOAT", "BOOLEAN", "STRING", "COMBO")
 
 
 class CliError(Exception):
@@ -300,9 +299,11 @@ PREVIEWS = "previews"  # sub-folder of --out for preview images (ComfyUI's temp 
 def local_target(out_dir: Path, item: dict) -> Path:
     """Where an output file goes under ``--out``: saved files keep their sub-folder, previews go to previews/."""
     sub = item.get("subfolder", "") or ""
-    if item.get("type", "output") == "temp":
-        return out_dir / PREVIEWS / sub / item["filename"]
-    return out_dir / sub / item["filename"]
+    base = out_dir / PREVIEWS if item.get("type", "output") == "temp" else out_dir
+    target = base / sub / item["filename"]
+    if not target.resolve().is_relative_to(base.resolve()):  # a name from the server never escapes --out
+        target = base / Path(str(item["filename"])).name
+    return target
 
 
 def text_outputs(outputs: dict) -> list[tuple[str, str]]:
@@ -520,8 +521,8 @@ class ServerClient:
         while True:
             if deadline is not None and time.monotonic() > deadline:
                 raise CliError(f"timed out waiting for prompt {prompt_id}", EXIT_FAILED)
-            if deadline is not None:
-                ws.settimeout(max(0.1, deadline - time.monotonic()))
+            # no timeout without --timeout: a node may run for minutes without a message
+            ws.settimeout(None if deadline is None else max(0.1, deadline - time.monotonic()))
             message = ws.recv()
             if not isinstance(message, str):
                 continue  # binary preview images

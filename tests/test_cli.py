@@ -206,6 +206,13 @@ def test_validation_and_execution_messages_name_the_node():
     assert msg == "node 2 (FakeSampler) failed: InputError: latent: has 1 frame"
 
 
+def test_output_paths_stay_inside_out(tmp_path):
+    assert cli.local_target(tmp_path, {"filename": "a.png", "subfolder": "x", "type": "output"}) == tmp_path / "x" / "a.png"
+    assert cli.local_target(tmp_path, {"filename": "a.png", "subfolder": "", "type": "temp"}) == tmp_path / "previews" / "a.png"
+    assert cli.local_target(tmp_path, {"filename": "evil.sh", "subfolder": "../../..", "type": "output"}) == tmp_path / "evil.sh"
+    assert cli.local_target(tmp_path, {"filename": "../../x", "subfolder": "", "type": "temp"}) == tmp_path / "previews" / "x"
+
+
 def test_progress_prints_nodes_and_steps():
     stream = io.StringIO()
     p = cli.Progress(API, stream=stream)
