@@ -106,6 +106,15 @@ def test_same_model_block_at_start_is_a_plain_run(gen):
     assert torch.equal(out, reference_sdedit(den, kdiffusion_rule, plain, eps, sig))
 
 
+def test_pass_through_block_at_start_is_the_plain_run(gen):
+    """A [T2V] block that returns its input, placed before the first T2I step: the plain SDEdit run, bit for bit."""
+    z, eps = video(gen), torch.randn(5, 4, 8, 8, generator=gen, dtype=torch.float64)
+    sig = schedule(5)
+    den = image_denoiser(4)
+    out = encapsulated_sample(z, eps, sig, 0, ddim_runner(den, kdiffusion_rule), lambda z0: z0)
+    assert torch.equal(out, reference_sdedit(den, kdiffusion_rule, z, eps, sig))
+
+
 def test_block_at_end_is_the_naive_cascade(gen):
     z, eps = video(gen), torch.randn(5, 4, 8, 8, generator=gen, dtype=torch.float64)
     sig = schedule(4)
