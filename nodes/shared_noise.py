@@ -53,7 +53,7 @@ def noise_flow(flow, latent: torch.Tensor):
 class SharedInitialNoise:
     """A NOISE: the seed's standard noise, shared across frames (ZVRD's shared x_T) and optionally flow-blended (Eq. 11)."""
 
-    def __init__(self, seed: int, share_weight: float, frame_weights=None, flow=None, lam: float = 0.5,
+    def __init__(self, seed: int, share_weight: float, frame_weights=None, flow=None, lam: float = 0.2,
                  mode: str = "variance_preserving"):
         self.seed = seed
         self.share_weight = share_weight
@@ -77,10 +77,10 @@ def _common_inputs():
         io.Float.Input("share_weight", default=1.0, min=0.0, max=1.0, step=0.01,
                        tooltip="How much every frame's noise is replaced by frame 0's noise: 1 = all frames share one noise "
                                "(ZVRD), 0 = independent noise. Unit variance is kept for every value."),
-        io.Float.Input("blend_lambda", default=0.5, min=0.0, max=1.0, step=0.01,
+        io.Float.Input("blend_lambda", default=0.2, min=0.0, max=1.0, step=0.01,
                        tooltip="Eq. 11's lambda, used only with a flow: the weight each frame keeps of its own noise where the "
                                "flow is valid; the rest is the previous frame's noise warped along the motion. 1 = no blending. "
-                               "The paper gives no value; 0.5 is this pack's default."),
+                               "The paper gives no value; 0.2 (this pack's default) keeps some fresh noise per frame so nearest-neighbour warping does not pile up duplicated noise over long clips."),
         io.Combo.Input("blend_mode", options=list(BLEND_MODES), default="variance_preserving",
                        tooltip="variance_preserving (default): Eq. 11's mix rescaled so the noise keeps variance 1, as the "
                                "sampler expects. exact: the paper's formula (noise variance drops to lambda^2 + (1-lambda)^2 "
@@ -120,7 +120,7 @@ class SharedNoise(io.ComfyNode):
         return io.NodeOutput(SharedInitialNoise(noise_seed, share_weight, weights, flow, blend_lambda, blend_mode))
 
 
-def shared_noise_sampler(sampler, share_weight: float, flow=None, lam: float = 0.5, mode: str = "variance_preserving"):
+def shared_noise_sampler(sampler, share_weight: float, flow=None, lam: float = 0.2, mode: str = "variance_preserving"):
     """A KSAMPLER whose per-step noise (ancestral / SDE samplers) is shared across frames and blended along the flow."""
     if not isinstance(sampler, comfy.samplers.KSAMPLER):
         raise InputError("sampler", f"a {type(sampler).__name__} cannot be wrapped (it has no per-step noise hook)",

@@ -184,7 +184,7 @@ class TemporalConsistencyGuiderNode(io.ComfyNode):
                         "The model is called once per step, as without guidance, and never differentiated.",
             inputs=[
                 io.Guider.Input("guider", tooltip="The guider to wrap (its model, conditioning and cfg are used as they are)."),
-                io.Float.Input("guidance_scale", default=0.1, min=0.0, max=10.0, step=0.01,
+                io.Float.Input("guidance_scale", default=0.2, min=0.0, max=10.0, step=0.01,
                                tooltip="s: size of the gradient step on x0, in units of x0's RMS (0 = off, bit-identical to "
                                        "the wrapped guider). Higher = less flicker but softer detail."),
                 io.Float.Input("semantic_weight", default=1.0, min=0.0, max=100.0, step=0.1,

@@ -92,7 +92,7 @@ class GuidanceSettings:
     ``"latent"`` or ``"pixel"``.
     """
 
-    scale: float = 0.1
+    scale: float = 0.2
     gamma: float = 1.0
     pixel_sigma: float = float("inf")
     loss_space: str = "latent"

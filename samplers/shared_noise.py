@@ -79,14 +79,14 @@ def mix_weights(mask: torch.Tensor, lam: float, mode: str = "variance_preserving
 
 
 def blend_noise(noise: torch.Tensor, flow_backward: torch.Tensor, mask: torch.Tensor | None = None,
-                lam: float = 0.5, mode: str = "variance_preserving") -> torch.Tensor:
+                lam: float = 0.2, mode: str = "variance_preserving") -> torch.Tensor:
     """Flow-guided noise blending along the clip (ZVRD Eq. 11), frame 0 first.
 
     Args:
         noise: frames ``[F, C, H, W]``, unit Gaussian.
         flow_backward: ``[F-1, 2, H, W]`` flow from frame i+1 to frame i (pixels of this resolution).
         mask: ``[F-1, 1, H, W]`` occlusion mask M (1 = the pixel is visible in frame i), or None for all ones.
-        lam: lambda in [0, 1], the weight kept by each frame's own noise (1 = unchanged). Default 0.5.
+        lam: lambda in [0, 1], the weight kept by each frame's own noise (1 = unchanged). Default 0.2.
         mode: ``"variance_preserving"`` (default) or ``"exact"`` (the paper's formula).
     Returns: blended noise ``[F, C, H, W]``.
     """
@@ -117,7 +117,7 @@ class SharedNoiseSampler:
     [F-1, 1, h, w])`` pair already at the latent's resolution and frame count.
     """
 
-    def __init__(self, base: Callable, share_weight=0.0, flow=None, lam: float = 0.5,
+    def __init__(self, base: Callable, share_weight=0.0, flow=None, lam: float = 0.2,
                  mode: str = "variance_preserving"):
         self.base = base
         self.share_weight = share_weight
@@ -129,7 +129,7 @@ class SharedNoiseSampler:
         return shared_step_noise(self.base(sigma, sigma_next), self.share_weight, self.flow, self.lam, self.mode)
 
 
-def shared_step_noise(noise: torch.Tensor, share_weight=0.0, flow=None, lam: float = 0.5,
+def shared_step_noise(noise: torch.Tensor, share_weight=0.0, flow=None, lam: float = 0.2,
                       mode: str = "variance_preserving") -> torch.Tensor:
     """Apply :func:`share_noise` then :func:`blend_noise` (per video of a 5-D batch) to one noise draw."""
     out = share_noise(noise, share_weight)

@@ -31,14 +31,14 @@ PROMPT = {
         "search_window": 5, "boundary": "clamp", "flow": ["4", 0]}},
     "9": {"class_type": "CFGGuider", "inputs": {"model": ["8", 0], "positive": ["5", 0], "negative": ["6", 0], "cfg": 7.5}},
     "10": {"class_type": "VEK_TemporalConsistencyGuider", "inputs": {
-        "guider": ["9", 0], "guidance_scale": 0.1, "semantic_weight": 1.0, "pixel_start": 0.7, "loss_space": "latent",
+        "guider": ["9", 0], "guidance_scale": 0.2, "semantic_weight": 1.0, "pixel_start": 0.7, "loss_space": "latent",
         "flow": ["4", 0]}},
     "11": {"class_type": "VEK_SharedNoise", "inputs": {
-        "noise_seed": 42, "share_weight": 1.0, "blend_lambda": 0.5, "blend_mode": "variance_preserving", "flow": ["4", 0],
+        "noise_seed": 42, "share_weight": 1.0, "blend_lambda": 0.2, "blend_mode": "variance_preserving", "flow": ["4", 0],
         "frame_weights": ""}},
     "12": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler_ancestral"}},
     "13": {"class_type": "VEK_SharedNoiseSampler", "inputs": {
-        "sampler": ["12", 0], "share_weight": 1.0, "blend_lambda": 0.5, "blend_mode": "variance_preserving", "flow": ["4", 0]}},
+        "sampler": ["12", 0], "share_weight": 1.0, "blend_lambda": 0.2, "blend_mode": "variance_preserving", "flow": ["4", 0]}},
     "14": {"class_type": "VEK_EarlyStopSampler", "inputs": {"sampler": ["13", 0], "stop_step": 0, "stop_sigma": 0.0,
                                                            "stop_fraction": 0.9}},
     "15": {"class_type": "BasicScheduler", "inputs": {"model": ["8", 0], "scheduler": "normal", "steps": 20, "denoise": 0.5}},
