@@ -151,3 +151,15 @@ def test_bad_rank_and_mismatched_merge():
         fft.low_pass(torch.zeros(4), 0.5)
     with pytest.raises(InputError, match="low_source"):
         fft.merge_frequencies(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 6), 0.5)
+
+
+@pytest.mark.parametrize("mask", fft.MASKS)
+def test_extreme_cutoffs_stay_finite(gen, mask):
+    x = torch.randn(1, 2, 9, 8, generator=gen)
+    for cutoff in (1e-6, 1e-3, 1.0):
+        for order in (1, 16):
+            low = fft.low_pass(x, cutoff, mask, order=order)
+            assert torch.isfinite(low).all()
+    # a tiny cutoff keeps at most the mean (DC)
+    low = fft.low_pass(x, 1e-6, mask)
+    assert torch.allclose(low, x.mean(dim=(-2, -1), keepdim=True).expand_as(x), atol=1e-5) or low.abs().max() < 1e-6
