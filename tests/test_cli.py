@@ -228,6 +228,29 @@ def test_progress_prints_nodes_and_steps():
     assert p.executed == ["2", "3"] and p.error["node_id"] == "3"
 
 
+class TtyStream(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_on_a_terminal_updates_the_bar_in_place():
+    stream = TtyStream()
+    p = cli.Progress(API, stream=stream)
+    p.event("executing", {"node": "2"})
+    for i in (1, 2):
+        p.event("progress", {"value": i, "max": 2, "node": "2"})
+    p.event("executing", {"node": "3"})
+    p.close()
+    text = stream.getvalue()
+    assert text.count("\r\033[K") == 2  # the 2nd bar overwrites the 1st, the next line clears the bar
+    assert "[############............] 1/2" in text and "[########################] 2/2" in text
+    assert text.endswith("running node 3 (FakeSave)\n")
+    quiet = TtyStream()
+    q = cli.Progress(API, stream=quiet, quiet=True)
+    q.event("executing", {"node": "2"})
+    assert quiet.getvalue() == "" and q.executed == ["2"]
+
+
 # ------------------------------------------------------------------------------------------
 # exit codes of main()
 # ------------------------------------------------------------------------------------------
