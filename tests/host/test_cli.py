@@ -2,6 +2,7 @@
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,10 +52,17 @@ def test_run_ui_workflow_tiny_models_with_set(comfy_host, object_info, sd15_prom
 
 def test_run_video_writes_output_and_places_sample_clip(comfy_host, tmp_path):
     av = pytest.importorskip("av")
-    (Path(comfy_host.input_dir) / "vek_sample_tiny.mp4").unlink(missing_ok=True)
+    clip = Path(comfy_host.input_dir) / "vek_sample_tiny.mp4"
+    clip.unlink(missing_ok=True)  # the runner must place it
     wf = write(tmp_path / "video.json", VIDEO_PROMPT)
-    code, out, err = run_main(["run", str(wf), "--out", str(tmp_path / "out"), "--set", "4.fps=4", "--comfyui", str(comfy_host.comfyui)])
+    try:
+        code, out, err = run_main(["run", str(wf), "--out", str(tmp_path / "out"), "--set", "4.fps=4", "--comfyui", str(comfy_host.comfyui)])
+    finally:
+        placed = clip.is_file()
+        if not placed:  # leave the shared host as the other tests expect it
+            shutil.copy2(ROOT / "assets" / clip.name, clip)
     assert code == cli.EXIT_OK, err
+    assert placed
     (video,) = (tmp_path / "out" / "video").glob("vek_cli_*.mp4")
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
