@@ -231,3 +231,22 @@ def test_frequency_filter_nodes(host):
         host.run_node("VEK_FrequencyFilterLatent", latent={"samples": torch.zeros(4, 8, 8)}, mode="low_pass", cutoff=0.3, mask="ideal", dims=DIMS2, order=2)
     with pytest.raises(InputError, match="cutoff"):
         host.run_node("VEK_FrequencyFilterLatent", latent=latent, mode="low_pass", cutoff=2.0, mask="ideal", dims=DIMS2, order=2)
+
+
+def test_noise_rule_is_read_off_the_model(host, sd15, wan):
+    """(a, s) come from the model's own noise_scaling: eps/v -> (1, sigma), flow -> (1 - sigma, sigma)."""
+    noise_rule = host.pack_module("nodes.noise_calibration").noise_rule
+    like = torch.zeros(1, 4, 8, 8)
+    a, s = noise_rule(sd15["model"].get_model_object("model_sampling"), torch.tensor(3.0), False, like)
+    assert (a, s) == pytest.approx((1.0, 3.0))
+    a, s = noise_rule(sd15["model"].get_model_object("model_sampling"), torch.tensor(3.0), True, like)  # max_denoise
+    assert (a, s) == pytest.approx((1.0, 10.0 ** 0.5))
+    a, s = noise_rule(wan["model"].get_model_object("model_sampling"), torch.tensor(0.7), False, like)
+    assert (a, s) == pytest.approx((0.3, 0.7))
+
+    class Squared:  # a rule that is not x = a*x0 + s*eps
+        def noise_scaling(self, sigma, noise, latent, max_denoise=False):
+            return latent**2 + sigma * noise
+
+    with pytest.raises(error_of(host), match="model"):
+        noise_rule(Squared(), torch.tensor(1.0), False, like)
