@@ -19,17 +19,24 @@ API (all documented below): :func:`find_comfyui`, :class:`ComfyHost` (``start``,
 ``run_node``, ``input_dir``, ``output_dir``, ``pack_errors``), :class:`RunResult`, :class:`NodeError`,
 :func:`api_to_ui`, tiny models: :func:`substitute_tiny_models` and :func:`register_tiny_substitution`.
 
-Tiny models (``nodes/_tiny_models.py``) replace the model files a workflow names, so example workflows
-run anywhere in seconds. To make your loader node run with a tiny model, add two registrations at the
-bottom of your own feature code or in tests (a minimal additive edit here is fine too)::
+Tiny runs (``tiny=True``; the CLI's ``--tiny``; ``doctor``; tests/host) rewrite the prompt before it
+runs (:func:`substitute_tiny_models`): CheckpointLoaderSimple -> the tiny SD1.5 checkpoint, UNETLoader
+-> tiny Wan 2.1, VAELoader -> tiny Wan VAE (names containing "wan") or tiny TAESD, CLIPLoader -> tiny
+CLIP-L (type "wan" becomes "sd3", whose output ComfyUI pads to Wan's 4096 channels), LoadVideo of
+``vek_sample.mp4`` -> ``vek_sample_tiny.mp4`` (64 px, 9 frames). ``max_steps=N`` additionally caps
+every ``steps`` input (:func:`cap_steps`). Linked inputs are never touched.
 
-    from video_enhance_kit.nodes import _tiny_models, _host
+To make your own loader node run with a tiny model, register both halves from your feature file
+(``nodes/<feature>.py``, at import) or from a test; the registries are shared by every copy of the
+pack in the process, so ComfyUI's copy and ``video_enhance_kit`` see the same entries::
+
+    from . import _tiny_models, _host          # inside the pack (relative imports)
     _tiny_models.register_tiny_model(_tiny_models.TinyModel("venhancer", "vek-tiny-venhancer.safetensors", build_fn))
     _host.register_tiny_substitution("VEK_VEnhancerLoader", lambda inputs: {**inputs, "ckpt_name": "vek-tiny-venhancer.safetensors"})
 
-(register a new model folder name with ``ComfyHost.start(..., extra_model_folders=...)`` or
-``folder_paths.add_model_folder_path`` in your node file: tiny models are looked up in
-``<cache>/<folder>/``, which the host registers for every folder named in the registry.)
+``build_fn()`` returns a state dict (built deterministically, seeded). The host builds every registered
+tiny model into ``<cache>/<folder>/`` when it starts with ``tiny_models=True`` and adds that folder to
+ComfyUI's model folder ``<folder>`` (a new folder name is created), so your loader's file list shows it.
 """
 
 from __future__ import annotations
@@ -59,6 +66,8 @@ SAMPLE_CLIP = PACK_ROOT / "assets" / "vek_sample.mp4"
 SAMPLE_CLIP_TINY = PACK_ROOT / "assets" / "vek_sample_tiny.mp4"
 #: Prefix of every node id of the pack.
 NODE_PREFIX = "VEK_"
+#: The node id a node executed by :meth:`ComfyHost.run_node` runs under.
+RUN_NODE_ID = "run_node"
 
 log = logging.getLogger("video_enhance_kit.host")
 
@@ -198,8 +207,15 @@ class NodeOutputs(tuple):
 # Tiny-model substitution
 # ----------------------------------------------------------------------------------------------
 
+def _shared_registry(name: str) -> dict:
+    from ._tiny_models import shared_registry
+
+    return shared_registry(name)
+
+
 #: class_type -> fn(inputs) -> new inputs (or None: leave the node alone). Applied to literal values.
-TINY_SUBSTITUTIONS: dict[str, Callable[[dict], dict | None]] = {}
+#: Shared by every copy of the pack in the process (see ``_tiny_models.shared_registry``).
+TINY_SUBSTITUTIONS: dict[str, Callable[[dict], dict | None]] = _shared_registry("tiny_substitutions")
 
 
 def register_tiny_substitution(class_type: str, fn: Callable[[dict], dict | None]) -> None:
@@ -209,6 +225,9 @@ def register_tiny_substitution(class_type: str, fn: Callable[[dict], dict | None
 
 def _tiny_defaults() -> None:
     from . import _tiny_models as tm
+
+    def register_tiny_substitution(class_type, fn):  # defaults never replace a registration made earlier
+        TINY_SUBSTITUTIONS.setdefault(class_type, fn)
 
     register_tiny_substitution("CheckpointLoaderSimple", lambda i: {**i, "ckpt_name": tm.SD15_CHECKPOINT})
     register_tiny_substitution("UNETLoader", lambda i: {**i, "unet_name": tm.WAN21_MODEL, "weight_dtype": "default"})
@@ -396,6 +415,9 @@ class ComfyHost:
         self._server = _ServerStandIn()
         self._executor = None
         self._object_info: dict | None = None
+        #: Progress callback for :meth:`run_node`: ``fn(node_id, value, max)`` or None.
+        self.node_progress: Callable[[str, int, int], None] | None = None
+        self.last_node_messages: list = []
 
     # -- start -------------------------------------------------------------------------------
 
@@ -428,7 +450,7 @@ class ComfyHost:
                 raise HostError(f"ComfyUI from {host.comfyui} is already running in this process; "
                                 f"cannot start a second one from {comfyui}")
             if tiny_models and not host.tiny_models:
-                host._install_tiny_models(tiny_models_dir)
+                host.install_tiny_models(tiny_models_dir)
             if extra_model_paths:
                 host._add_model_paths(extra_model_paths)
             return host
@@ -440,7 +462,7 @@ class ComfyHost:
         t0 = time.perf_counter()
         host._boot(strict=strict)
         if tiny_models:
-            host._install_tiny_models(tiny_models_dir)
+            host.install_tiny_models(tiny_models_dir)
         if extra_model_paths:
             host._add_model_paths(extra_model_paths)
         host.startup_s = time.perf_counter() - t0
@@ -531,6 +553,14 @@ class ComfyHost:
                 self.pack_errors.append(msg)
         if self.pack_module_name not in sys.modules:
             self.pack_errors.append(f"ComfyUI did not import the pack from {pack_str}")
+        elif self.pack_errors:
+            # ComfyUI logs only str(e) when comfy_entrypoint fails: find the traceback for the report
+            try:
+                extension = self._loop.run_until_complete(self.pack_module().comfy_entrypoint())
+                for cls in self._loop.run_until_complete(extension.get_node_list()):
+                    cls.GET_SCHEMA()
+            except Exception:  # noqa: BLE001
+                self.pack_errors.append(traceback.format_exc())
         if strict and self.pack_errors:
             raise HostError("video-enhance-kit failed to load in ComfyUI:\n" + "\n".join(self.pack_errors))
 
@@ -546,7 +576,12 @@ class ComfyHost:
             if not target.is_file() or target.stat().st_mtime < clip.stat().st_mtime:
                 shutil.copy2(clip, target)
 
-    def _install_tiny_models(self, cache_dir: str | os.PathLike | None) -> None:
+    def install_tiny_models(self, cache_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+        """Build (cached) every registered tiny model and add its folder to ComfyUI's model folders.
+
+        Called by :meth:`start` with ``tiny_models=True``; call it again after registering a tiny model
+        later (e.g. in a test). Returns ``{filename: path}``.
+        """
         import folder_paths
 
         from . import _tiny_models as tm
@@ -557,6 +592,7 @@ class ComfyHost:
             (root / name).mkdir(parents=True, exist_ok=True)
             folder_paths.add_model_folder_path(name, str(root / name))
         self._object_info = None
+        return dict(self.tiny_models)
 
     def _add_model_paths(self, paths: dict[str, list[str]]) -> None:
         import folder_paths
@@ -769,22 +805,36 @@ class ComfyHost:
 
         Returns a tuple with one value per output (``.ui`` holds the UI dict). Exceptions of the node
         propagate unchanged (e.g. the pack's InputError), which is what unit-style host tests want.
+        Progress bars of the node call ``host.node_progress(node_id, value, max)`` if you set it
+        (``node_id`` is ``"run_node"``); ``host.last_node_messages`` holds what the node sent.
         """
         import torch
         import execution
         from comfy_api.internal import _ComfyNodeInternal
 
+        from comfy_execution.graph import DynamicPrompt
+        from comfy_execution.progress import reset_progress_state
+
         cls = self.node_class(class_type)
         obj = cls if issubclass(cls, _ComfyNodeInternal) else cls()
         data = {k: [v] for k, v in inputs.items()}
         prompt_id = str(uuid.uuid4())
-        with torch.inference_mode():
-            output, ui, _sub, pending = self._loop.run_until_complete(
-                execution.get_output_data(prompt_id, "run_node", obj, data, hidden_inputs={}))
-        if pending:
-            output, ui, _sub = self._loop.run_until_complete(_await_pending(output, obj))
+        reset_progress_state(prompt_id, DynamicPrompt({}))  # no handler of an earlier prompt sees this node
+        self._server.reset()
+        self._server.on_progress = self.node_progress
+        self._server.last_node_id = RUN_NODE_ID
+        try:
+            with torch.inference_mode():
+                output, ui, _sub, pending = self._loop.run_until_complete(
+                    execution.get_output_data(prompt_id, RUN_NODE_ID, obj, data, hidden_inputs={}))
+            if pending:
+                output, ui, _sub = self._loop.run_until_complete(_await_pending(output, obj))
+        finally:
+            self._server.on_progress = None
+            self._server.last_node_id = None
         out = NodeOutputs(o[0] if len(o) == 1 else o for o in output)
         out.ui = ui
+        self.last_node_messages = list(self._server.messages)
         return out
 
     # -- output files ------------------------------------------------------------------------

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -157,8 +159,25 @@ def wan21_vae_state_dict() -> dict[str, torch.Tensor]:
     return _fill(_module_state(vae), seed=2102)
 
 
+def shared_registry(name: str) -> dict:
+    """A dict shared by every copy of the pack in this process.
+
+    ComfyUI imports the pack under a module name made from its folder path, while the CLI and tests
+    import it as ``video_enhance_kit``: two copies of each module. Registries live here so that a
+    registration made by either copy (e.g. a feature node file loaded by ComfyUI) is seen by both.
+    """
+    holder = sys.modules.get(_SHARED)
+    if holder is None:
+        holder = sys.modules.setdefault(_SHARED, types.ModuleType(_SHARED))
+    if not hasattr(holder, name):
+        setattr(holder, name, {})
+    return getattr(holder, name)
+
+
+_SHARED = "_video_enhance_kit_shared_registries"
+
 #: Every tiny model, by file name. Add yours with :func:`register_tiny_model`.
-TINY_MODELS: dict[str, TinyModel] = {}
+TINY_MODELS: dict[str, TinyModel] = shared_registry("tiny_models")
 
 
 def register_tiny_model(model: TinyModel) -> TinyModel:
@@ -172,6 +191,7 @@ register_tiny_model(TinyModel("text_encoders", CLIP_L, clip_l_state_dict))
 register_tiny_model(TinyModel("diffusion_models", WAN21_MODEL, wan21_state_dict, torch.float32))
 register_tiny_model(TinyModel("vae", WAN21_VAE, wan21_vae_state_dict))
 register_tiny_model(TinyModel("vae", TAESD_VAE, taesd_state_dict))
+
 
 
 def default_cache_dir() -> Path:
