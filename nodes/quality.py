@@ -216,6 +216,20 @@ def _flow_for(reference: torch.Tensor, flow, flow_resolution: int):
     return est.backward, est.valid_backward, f"flow estimated from the reference ({where}), occluded pixels masked"
 
 
+def _match_size(image: torch.Tensor, reference: torch.Tensor, name: str) -> torch.Tensor:
+    """IMAGE ``image`` scaled to ``reference``'s H, W (bicubic, antialiased, clamped to 0..1); frame counts must match."""
+    if image.shape[0] != reference.shape[0]:
+        raise InputError(
+            name,
+            f"has {image.shape[0]} frames but the reference has {reference.shape[0]}",
+            "score videos with the same frame count (trim one, or interpolate the reference to the same frame rate)",
+        )
+    if image.shape[1:3] == reference.shape[1:3]:
+        return image
+    x = F.interpolate(image.movedim(-1, 1).float(), size=tuple(reference.shape[1:3]), mode="bicubic", antialias=True, align_corners=False)
+    return x.clamp(0, 1).movedim(1, -1)
+
+
 # ------------------------------------------------------------------------------------- node
 class VideoQualityReport(io.ComfyNode):
     @classmethod
@@ -241,6 +255,7 @@ class VideoQualityReport(io.ComfyNode):
                 io.Float.Input("cutoff", default=0.5, min=0.01, max=1.0, step=0.01, tooltip="Threshold frequency nu of MSE_l's low-pass: fraction of the spectrum kept on each axis (the NC paper measures with 0.5)."),
                 io.Int.Input("ssim_window", default=11, min=3, max=31, step=2, tooltip="Odd size of SSIM's gaussian window (11 is the standard; it shrinks on tiny frames)."),
                 io.Int.Input("flow_resolution", default=256, min=0, max=4096, step=8, tooltip="When the flow is estimated here: longest side it is estimated at (then scaled up), for speed. 0 = full resolution."),
+                io.Boolean.Input("resize_to_reference", default=False, optional=True, tooltip="Scale 'video' and 'candidate' to the reference's width and height (bicubic, antialiased) before scoring, e.g. to score an upscaled output against its input. Frame counts must still match. Off: different sizes are an error."),
             ],
             outputs=[
                 io.String.Output("report", display_name="report", tooltip="The numbers as a text table (connect to Preview Any to read it)."),
@@ -264,6 +279,7 @@ class VideoQualityReport(io.ComfyNode):
         cutoff=0.5,
         ssim_window=11,
         flow_resolution=256,
+        resize_to_reference=False,
     ) -> io.NodeOutput:
         check_range(cutoff, "cutoff", 0.01, 1.0)
         check_range(ssim_window, "ssim_window", 3, 31, integer=True)
@@ -274,16 +290,24 @@ class VideoQualityReport(io.ComfyNode):
         if not picked:
             raise InputError("psnr_ssim", "no metric is switched on", "switch on at least one of psnr_ssim, mse_low, spatial_frequency, warping_error")
 
-        video = image_frames(video, "video")
         reference = image_frames(reference, "reference")
-        check_same_shape(video, reference, "video", "reference")
-        videos = {"video": image_to_frames(video).float()}
-        if candidate is not None:
-            candidate = image_frames(candidate, "candidate")
-            check_same_shape(candidate, reference, "candidate", "reference")
-            videos["candidate"] = image_to_frames(candidate).float()
         ref = image_to_frames(reference).float()
         frames, _, h, w = ref.shape
+        videos = {}
+        for name, value in (("video", video), ("candidate", candidate)):
+            if value is None:
+                continue
+            value = image_frames(value, name)
+            if resize_to_reference:
+                value = _match_size(value, reference, name)
+            elif value.shape[0] == reference.shape[0] and value.shape[1:3] != reference.shape[1:3]:
+                raise InputError(
+                    name,
+                    f"is {value.shape[2]}x{value.shape[1]} but the reference is {reference.shape[2]}x{reference.shape[1]}",
+                    "switch on resize_to_reference, or scale one of them to the other's size",
+                )
+            check_same_shape(value, reference, name, "reference")
+            videos[name] = image_to_frames(value).float()
 
         pbar = comfy.utils.ProgressBar(len(videos) + 1)
         backward = valid = None

@@ -151,3 +151,16 @@ def test_bad_inputs_name_the_input(host, clips, flow_of, change, name):
     with pytest.raises(Exception, match=f"input '{name}'") as err:
         host.run_node(NODE, **inputs)
     assert type(err.value).__name__ == "InputError"
+
+
+def test_resize_to_reference_scores_an_upscaled_video(host):
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 24), torch.linspace(0, 1, 32), indexing="ij")
+    ref = torch.stack([0.5 + 0.3 * torch.sin(6 * xx + i) * torch.cos(4 * yy) for i in range(3)])[..., None].expand(3, 24, 32, 3)
+    up = torch.nn.functional.interpolate(ref.movedim(-1, 1), scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1).movedim(1, -1)
+    with pytest.raises(Exception, match="input 'video'.*resize_to_reference"):
+        host.run_node(NODE, video=up, reference=ref, warping_error=False)
+    report, _ = host.run_node(NODE, video=up, reference=ref, warping_error=False, resize_to_reference=True)
+    assert float(_row(report, "PSNR (dB)")[0]) > 35  # a smooth image survives up- then down-scaling
+    assert float(_row(report, "SSIM")[0]) > 0.99
+    with pytest.raises(Exception, match="input 'candidate'.*frames"):
+        host.run_node(NODE, video=up, reference=ref, candidate=up[:2], warping_error=False, resize_to_reference=True)
