@@ -105,3 +105,10 @@ def test_peak_memory_sees_a_large_cpu_allocation():
     assert peak.bytes >= size // 2
     small = bench.peak_memory(lambda: None, device="cpu")
     assert small.bytes < size // 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_peak_memory_on_cuda_counts_tensor_bytes():
+    size = 64 * 1024**2
+    peak = bench.peak_memory(lambda: torch.ones(size // 4, device="cuda").sum(), device="cuda")
+    assert peak.method.startswith("cuda") and size <= peak.bytes < 2 * size
