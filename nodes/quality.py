@@ -51,7 +51,20 @@ def fmt(v: float | None) -> str:
 
 
 def _mean(values: torch.Tensor | None, scale: float = 1.0) -> float | None:
-    return None if values is None or values.numel() == 0 else float(values.double().mean()) * scale
+    """Mean over frames; +inf values (PSNR of identical frames) are left out unless every frame is +inf."""
+    if values is None or values.numel() == 0:
+        return None
+    values = values.double()
+    finite = values[~torch.isposinf(values)]
+    return (float(finite.mean()) if finite.numel() else float("inf")) * scale
+
+
+def _identical_frames(values: torch.Tensor | None) -> int:
+    """How many frames have PSNR +inf (identical to the reference) while others do not."""
+    if values is None:
+        return 0
+    n = int(torch.isposinf(values).sum())
+    return n if n < values.numel() else 0
 
 
 def _better(direction: str | None, video: float | None, candidate: float | None) -> str:
@@ -91,6 +104,9 @@ def build_report(results: dict[str, dict[str, torch.Tensor]], reference_extra: d
     notes = []
     if "psnr" in results["video"]:
         notes.append("PSNR = mean of per-frame PSNR (inf = identical frames); SSIM: gaussian window " f"{info['ssim_window']}.")
+        for name, res in results.items():
+            if n := _identical_frames(res.get("psnr")):
+                notes.append(f"PSNR of {name}: {n} frame(s) identical to the reference (inf) are left out of the mean.")
     if "mse_l" in results["video"]:
         notes.append(f"MSE_l: MSE of the FFT low-pass (nu = {info['cutoff']}) of result and reference (NC paper).")
     if "sf" in results["video"]:

@@ -164,3 +164,15 @@ def test_resize_to_reference_scores_an_upscaled_video(host):
     assert float(_row(report, "SSIM")[0]) > 0.99
     with pytest.raises(Exception, match="input 'candidate'.*frames"):
         host.run_node(NODE, video=up, reference=ref, candidate=up[:2], warping_error=False, resize_to_reference=True)
+
+
+def test_identical_frames_do_not_make_the_mean_psnr_inf(host, clips):
+    video, ref, _ = clips
+    video = video.clone()
+    video[0] = ref[0]  # e.g. a key frame passed through unchanged
+    report, _ = host.run_node(NODE, video=video, reference=ref, warping_error=False)
+    expected = float(M.psnr_per_frame(video[1:].movedim(-1, 1), ref[1:].movedim(-1, 1)).mean())
+    from video_enhance_kit.nodes.quality import fmt
+
+    assert _row(report, "PSNR (dB)")[0] == fmt(expected)
+    assert "1 frame(s) identical to the reference" in report
