@@ -919,7 +919,9 @@ def cmd_doctor(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
         except Exception as e:  # doctor reports every workflow, whatever breaks
             status, message = "FAIL", f"{type(e).__name__}: {e}"
         failed |= status != "pass"
-        rows.append((path.name, status, f"{time.monotonic() - start:.1f}", message.replace("\n", " | ")))
+        seconds = time.monotonic() - start
+        err.write(f"doctor: {path.name}: {status} ({seconds:.1f} s)\n")
+        rows.append((path.name, status, f"{seconds:.1f}", message.replace("\n", " | ")))
     if rows:
         out.write(format_table(rows, ("workflow", "status", "seconds", "message")) + "\n")
     out.write("doctor: " + ("FAILED" if failed else "all checks passed") + "\n")
