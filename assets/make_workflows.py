@@ -216,12 +216,14 @@ def render_thumbnail(ui: dict, title: str, object_info: dict | None = None):
             label = label[: max_chars - 1] + "…"
         draw.text(tx(nx + 10, ny + 5), label, fill=TEXT, font=title_font)
         if note:
-            body = " ".join(node.get("widgets_values", [""])[0].replace("#", "").split())[: 400]
-            line_chars = max(8, int(w * scale / max(4.0, 8 * scale)))
-            lines = [body[i:i + line_chars] for i in range(0, len(body), line_chars)]
             small = _font(max(8, int(15 * scale)))
-            for j, line in enumerate(lines[: max(1, int((h - 40) / 20))]):
-                draw.text(tx(nx + 10, ny + 38 + 20 * j), line, fill=(200, 200, 190), font=small)
+            text = node.get("widgets_values", [""])[0]
+            for mark in ("#", "*", "`", "_"):
+                text = text.replace(mark, "")
+            lines = _wrap(draw, " ".join(text.split()), small, (w - 20) * scale)
+            line_h = max(9, int(20 * scale))
+            for j, line in enumerate(lines[: max(1, int((h - 40) * scale / line_h))]):
+                draw.text(tx(nx + 10, ny + 38 + j * line_h / scale), line, fill=(200, 200, 190), font=small)
         else:
             rows, n_out = _socket_rows(node)
             r = max(1.5, 4 * scale)
@@ -241,9 +243,33 @@ def render_thumbnail(ui: dict, title: str, object_info: dict | None = None):
                   joint="curve")
 
     draw.rectangle([0, 0, width, banner - 8], fill=(24, 24, 26))
-    draw.text((16, 10), title, fill=(255, 255, 255), font=_font(22))
-    draw.text((width - 16, 36), "video-enhance-kit", fill=(130, 170, 200), font=_font(13), anchor="rs")
+    label_font = _font(12)
+    label = "video-enhance-kit"
+    room = width - 32 - draw.textlength(label, font=label_font) - 16
+    size = 22
+    while size > 11 and draw.textlength(title, font=_font(size)) > room:
+        size -= 1
+    shown = title
+    while draw.textlength(shown, font=_font(size)) > room and len(shown) > 4:
+        shown = shown[:-2] + "…"
+    draw.text((16, 10 + (22 - size) // 2), shown, fill=(255, 255, 255), font=_font(size))
+    draw.text((width - 16 - draw.textlength(label, font=label_font), 30), label, fill=(130, 170, 200), font=label_font)
     return img
+
+
+def _wrap(draw, text: str, font, max_width: float) -> list[str]:
+    """Greedy word wrap to ``max_width`` pixels."""
+    lines, current = [], ""
+    for word in text.split(" "):
+        trial = f"{current} {word}".strip()
+        if current and draw.textlength(trial, font=font) > max_width:
+            lines.append(current)
+            current = word
+        else:
+            current = trial
+    if current:
+        lines.append(current)
+    return lines
 
 
 def thumbnail_bytes(ui: dict, title: str, object_info: dict | None = None) -> bytes:

@@ -1041,17 +1041,35 @@ def api_to_ui(
     for (src, slot), ids in out_links.items():
         ui_nodes[src]["outputs"][slot]["links"] = ids
 
-    # layout: columns by depth, stacked
-    columns: dict[int, list[str]] = {}
-    for nid in sorted(prompt, key=int):
-        columns.setdefault(depth[nid], []).append(nid)
-    x = 50
-    for d in sorted(columns):
-        y = 80
-        for nid in columns[d]:
-            ui_nodes[nid]["pos"] = list(positions.get(nid, (x, y)))
-            y += ui_nodes[nid]["size"][1] + ROW_GAP
-        x += NODE_WIDTH + COLUMN_GAP
+    # layout: columns by graph depth; each group is a horizontal band (groups in the order given, then
+    # the ungrouped nodes), so group boxes never overlap; in a band's column, nodes sorted by the mean
+    # height of their inputs (fewer crossing links), then by id
+    group_of: dict[str, int] = {}
+    for gi, g in enumerate(groups or []):
+        for n in g.get("nodes", []):
+            group_of.setdefault(str(n), gi)
+    n_groups = len(groups or [])
+    centre_y: dict[str, float] = {}
+    band_top = 80
+    for band in range(n_groups + 1):
+        members = [nid for nid in prompt if group_of.get(nid, n_groups) == band]
+        if not members:
+            continue
+        bottom = band_top
+        for d in sorted({depth[nid] for nid in prompt}):
+            def key(nid: str):
+                parents = [v[0] for v in prompt[nid].get("inputs", {}).values() if _is_link(v) and v[0] in centre_y]
+                bary = sum(centre_y[p] for p in parents) / len(parents) if parents else 0.0
+                return (bary, int(nid))
+
+            x = 50 + d * (NODE_WIDTH + COLUMN_GAP)
+            y = band_top
+            for nid in sorted((n for n in members if depth[n] == d), key=key):
+                ui_nodes[nid]["pos"] = list(positions.get(nid, (x, y)))
+                centre_y[nid] = ui_nodes[nid]["pos"][1] + ui_nodes[nid]["size"][1] / 2
+                y += ui_nodes[nid]["size"][1] + ROW_GAP
+            bottom = max(bottom, y)
+        band_top = bottom + 60  # room for the next group's title bar
     order = sorted(prompt, key=lambda n: (depth[n], int(n)))
     for i, nid in enumerate(order):
         ui_nodes[nid]["order"] = i

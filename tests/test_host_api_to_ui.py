@@ -169,3 +169,15 @@ def test_tiny_substitution_rewrites_only_literal_loader_inputs():
     assert out["4"]["inputs"]["vae_name"] == "vek-tiny-taesd.safetensors"
     assert out["5"]["inputs"]["unet_name"] == ["9", 0] and out["5"]["inputs"]["weight_dtype"] == "default"
     assert len(changes) == 6  # ckpt, clip name + type, 2 vae, weight_dtype
+
+
+def test_group_boxes_never_overlap():
+    groups = [{"title": "A", "nodes": ["1", "5"]}, {"title": "B", "nodes": ["2", "6"]}]
+    ui = api_to_ui(PROMPT, OBJECT_INFO, groups=groups)
+    (a, b) = [g["bounding"] for g in ui["groups"]]
+    assert a[1] + a[3] <= b[1] or b[1] + b[3] <= a[1]  # one band above the other
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    for nid in (3, 4):  # ungrouped nodes lie outside both boxes
+        x, y = nodes[nid]["pos"]
+        for gx, gy, gw, gh in (a, b):
+            assert not (gx <= x <= gx + gw and gy <= y <= gy + gh)
