@@ -8,9 +8,10 @@ LATENT wired a second time (and would silently calibrate at the wrong noise leve
 and would have to load the model outside sampling. The wrapper calibrates at ``sigmas[0]`` before it
 hands the calibrated noise to the wrapped sampler, so the start does not depend on which sampler runs.
 It composes with every NOISE node (the calibration starts from that noise, e.g. Shared Noise), every
-GUIDER (CFG or Temporal Consistency: "guided" calibrates through it) and other SAMPLER wrappers: wrap
-the base sampler with Noise Calibration first, then wrap the result with the others (Shared Noise
-Sampler, Early Stop), so nothing replaces the calibrated noise afterwards.
+GUIDER (CFG or Temporal Consistency: "guided" calibrates through it) and other SAMPLER wrappers: wrapping a
+k-diffusion sampler it returns a plain KSAMPLER whose function calibrates the start x_t and then calls the
+wrapped function, so Shared Noise Sampler / Early Stop Sampler can go inside or outside it (same start).
+Samplers that are not KSAMPLERs are wrapped at the ``Sampler.sample`` level instead.
 """
 
 from __future__ import annotations
@@ -59,50 +60,57 @@ def noise_rule(model_sampling, sigma: torch.Tensor, max_denoise: bool, like: tor
     return a, s
 
 
-class NoiseCalibrationSampler(comfy.samplers.Sampler):
-    """Wraps a SAMPLER: calibrates the start noise at sigmas[0] (paper Algorithm 1), then runs the wrapped sampler."""
+class Calibrator:
+    """Noise Calibration settings plus the calibration at sigmas[0] against the latent being sampled (paper Algorithm 1)."""
 
-    def __init__(self, inner, iterations=DEFAULT_ITERATIONS, cutoff=DEFAULT_CUTOFF, mask=DEFAULT_MASK, dims=2, order=2, guided=True, reference=None, on_step=None):
-        self.inner, self.iterations, self.cutoff, self.mask = inner, iterations, cutoff, mask
-        self.dims, self.order, self.guided, self.reference, self.on_step = dims, order, guided, reference, on_step
+    def __init__(self, iterations=DEFAULT_ITERATIONS, cutoff=DEFAULT_CUTOFF, mask=DEFAULT_MASK, dims=2, order=2, guided=True, reference=None, on_step=None):
+        self.iterations, self.cutoff, self.mask, self.dims, self.order = iterations, cutoff, mask, dims, order
+        self.guided, self.reference, self.on_step = guided, reference, on_step
         self.last_errors: list[float] = []
 
-    def max_denoise(self, model_wrap, sigmas):
-        return self.inner.max_denoise(model_wrap, sigmas) if hasattr(self.inner, "max_denoise") else super().max_denoise(model_wrap, sigmas)
-
-    def denoiser(self, model_wrap, sigma, extra_args):
+    def denoiser(self, guided_call, guider, sigma, extra_args):
         """x_t -> x0_hat at ``sigma`` with the sampling's model_options: the guided prediction or the conditional one."""
-        model_options, seed = extra_args.get("model_options", {}), extra_args.get("seed")
-        conds = getattr(model_wrap, "conds", {}) or {}
+        conds = getattr(guider, "conds", None) or {}
         cond_only = not self.guided and conds.get("positive") is not None
         if not self.guided and not cond_only:
             logging.warning("video-enhance-kit Noise Calibration: this guider has no 'positive' conditioning; calibrating with its guided prediction")
+        model_options = extra_args.get("model_options", {})
 
         def predict(x):
             throw_if_interrupted()
             timestep = sigma * x.new_ones([x.shape[0]])
             if cond_only:
-                return comfy.samplers.calc_cond_batch(model_wrap.inner_model, [conds["positive"]], x, timestep, model_options)[0]
-            return model_wrap(x, timestep, model_options=model_options, seed=seed)
+                return comfy.samplers.calc_cond_batch(guider.inner_model, [conds["positive"]], x, timestep, model_options)[0]
+            return guided_call(x, timestep)
 
         return predict
 
-    def calibrated_noise(self, model_wrap, sigmas, extra_args, noise, latent_image):
-        """Noise Calibration at sigmas[0] against ``latent_image`` (or ``reference``): the calibrated eps."""
-        check_sigmas(sigmas, "sigmas")
+    def reference_latent(self, guider, latent_image):
+        """The latent to calibrate towards: ``latent_image`` (SDEdit) or the optional reference, checked."""
         if latent_image is None:
             raise InputError("latent_image", "is missing: Noise Calibration refines an existing latent (SDEdit)", "connect the latent to refine")
         check_finite(latent_image, "latent_image")
-        x_ref = latent_image
-        if self.reference is not None:
-            x_ref = model_wrap.inner_model.process_latent_in(self.reference.to(latent_image.device, torch.float32))
-            if tuple(x_ref.shape) != tuple(latent_image.shape):
-                raise InputError("reference", f"shape {tuple(self.reference.shape)} does not match the sampled latent {tuple(latent_image.shape)}", "give the reference the same size and frame count as the latent being sampled, or disconnect it")
-        if tuple(noise.shape) != tuple(x_ref.shape):
-            raise InputError("noise", f"shape {tuple(noise.shape)} does not match the latent {tuple(x_ref.shape)}", "use a NOISE node that makes noise shaped like the latent")
+        if self.reference is None:
+            return latent_image
+        x_ref = guider.inner_model.process_latent_in(self.reference.to(latent_image.device, torch.float32))
+        if tuple(x_ref.shape) != tuple(latent_image.shape):
+            raise InputError("reference", f"shape {tuple(self.reference.shape)} does not match the sampled latent {tuple(latent_image.shape)}", "give the reference the same size and frame count as the latent being sampled, or disconnect it")
+        return x_ref
+
+    def calibrate(self, guided_call, guider, sigmas, extra_args, latent_image, start_noise=None, x_start=None):
+        """The calibrated start ``(eps, x_t)`` at sigmas[0]; give the raw ``start_noise`` or the noised ``x_start``."""
+        check_sigmas(sigmas, "sigmas")
+        x_ref = self.reference_latent(guider, latent_image)
+        given = start_noise if start_noise is not None else x_start
+        if tuple(given.shape) != tuple(x_ref.shape):
+            raise InputError("noise", f"shape {tuple(given.shape)} does not match the latent {tuple(x_ref.shape)}", "use a NOISE node that makes noise shaped like the latent")
         sigma = sigmas[0]
-        a, s = noise_rule(model_wrap.inner_model.model_sampling, sigma, self.max_denoise(model_wrap, sigmas), x_ref)
+        max_denoise = comfy.samplers.Sampler().max_denoise(guider, sigmas)
+        a, s = noise_rule(guider.inner_model.model_sampling, sigma, max_denoise, x_ref)
         check_calibration_args(self.iterations, self.cutoff, a, s)
+        x_ref = x_ref.float()
+        # the sampler noises with (a, s) of the *latent being sampled*; recover eps from its start when given x_t
+        eps = start_noise.float() if start_noise is not None else (x_start.float() - a * latent_image.float()) / s
         pbar = comfy.utils.ProgressBar(self.iterations) if self.on_step is None else None
 
         def on_call(k, x0_hat, err):
@@ -113,18 +121,67 @@ class NoiseCalibrationSampler(comfy.samplers.Sampler):
 
         with torch.no_grad():
             result = calibrate_noise(
-                self.denoiser(model_wrap, sigma, extra_args), x_ref.float(), noise.float(), a, s,
-                iterations=self.iterations, cutoff=self.cutoff, mask=self.mask, dims=self.dims, order=self.order, callback=on_call,
+                self.denoiser(guided_call, guider, sigma, extra_args), x_ref, eps, a, s, iterations=self.iterations,
+                cutoff=self.cutoff, mask=self.mask, dims=self.dims, order=self.order, callback=on_call,
             )
         self.last_errors = result.lf_errors
         logging.info("video-enhance-kit Noise Calibration: sigma %.4f, low-frequency error per call %s", float(sigma), ", ".join(f"{e:.4g}" for e in result.lf_errors))
         throw_if_interrupted()
-        return result.noise.to(noise.dtype)
+        # the sampler starts from a * latent_image + s * eps: with a reference that differs, shift eps accordingly
+        eps_for_latent = result.noise + (a / s) * (x_ref - latent_image.float()) if self.reference is not None else result.noise
+        return eps_for_latent, a * latent_image.float() + s * eps_for_latent
+
+
+def calibrated_ksampler(inner: comfy.samplers.KSAMPLER, calibrator: Calibrator) -> comfy.samplers.KSAMPLER:
+    """A KSAMPLER whose sampler function calibrates the start x_t (already noised by KSAMPLER.sample) and then runs ``inner``'s.
+
+    Being a plain KSAMPLER, it can itself be wrapped by other k-diffusion SAMPLER wrappers (Shared Noise
+    Sampler, Early Stop Sampler), and it can wrap them: either order gives the same calibrated start.
+    """
+    inner_function = inner.sampler_function
+
+    @torch.no_grad()
+    def sample_noise_calibrated(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
+        extra_args = {} if extra_args is None else extra_args
+        guider = model.inner_model  # KSamplerX0Inpaint -> the GUIDER (CFGGuider or any guider)
+
+        def guided_call(x_t, timestep):
+            return model(x_t, timestep, **extra_args)
+
+        _, x_cal = calibrator.calibrate(guided_call, guider, sigmas, extra_args, getattr(model, "latent_image", None), x_start=x)
+        return inner_function(model, x_cal.to(x.dtype), sigmas, extra_args=extra_args, callback=callback, disable=disable, **options)
+
+    sampler = comfy.samplers.KSAMPLER(sample_noise_calibrated, extra_options=dict(inner.extra_options), inpaint_options=dict(inner.inpaint_options))
+    sampler.calibrator = calibrator
+    return sampler
+
+
+class NoiseCalibrationSampler(comfy.samplers.Sampler):
+    """Wraps a SAMPLER that is not a KSAMPLER: calibrates the start noise at sigmas[0], then runs the wrapped sampler."""
+
+    def __init__(self, inner, calibrator: Calibrator):
+        self.inner, self.calibrator = inner, calibrator
+
+    def max_denoise(self, model_wrap, sigmas):
+        return self.inner.max_denoise(model_wrap, sigmas) if hasattr(self.inner, "max_denoise") else super().max_denoise(model_wrap, sigmas)
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None, disable_pbar=False):
-        if self.iterations > 0:
-            noise = self.calibrated_noise(model_wrap, sigmas, extra_args, noise, latent_image)
+        if self.calibrator.iterations > 0:
+            def guided_call(x_t, timestep):
+                return model_wrap(x_t, timestep, model_options=extra_args.get("model_options", {}), seed=extra_args.get("seed"))
+
+            eps, _ = self.calibrator.calibrate(guided_call, model_wrap, sigmas, extra_args, latent_image, start_noise=noise)
+            noise = eps.to(noise.dtype)
         return self.inner.sample(model_wrap, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
+
+
+def wrap_sampler(sampler, calibrator: Calibrator):
+    """Noise Calibration around ``sampler``: a KSAMPLER for k-diffusion samplers, else a Sampler wrapper; unchanged for N = 0."""
+    if calibrator.iterations == 0:
+        return sampler
+    if isinstance(sampler, comfy.samplers.KSAMPLER):
+        return calibrated_ksampler(sampler, calibrator)
+    return NoiseCalibrationSampler(sampler, calibrator)
 
 
 def check_nc_inputs(iterations, cutoff, mask, dims_name, guidance, order=2) -> None:
@@ -165,12 +222,13 @@ class NoiseCalibration(io.ComfyNode):
                 "Use with a partial-denoise schedule (e.g. BasicScheduler denoise 0.6 = t0 600/1000). It is a SAMPLER wrapper, "
                 "not a NOISE node, because inside sampling it sees the exact model, patches, conditioning, CFG, latent and "
                 "sigmas the guider uses: nothing to wire twice, and the calibrated start is the same whichever sampler it wraps. "
-                "Chain order with other SAMPLER wrappers: Noise Calibration directly around the base sampler, the others around it."
+                "It composes with other SAMPLER wrappers (Shared Noise Sampler, Early Stop Sampler) in either order, with any NOISE "
+                "(calibration starts from it) and any GUIDER (calibrate_with = guided uses it)."
             ),
             inputs=[
                 io.Sampler.Input("sampler", tooltip="The sampler that runs after calibration (KSamplerSelect or any SAMPLER node)."),
                 *nc_inputs(),
-                io.Latent.Input("reference", optional=True, tooltip="Optional: calibrate towards this latent instead of the latent being sampled (same shape). Leave empty for SDEdit refinement."),
+                io.Latent.Input("reference", optional=True, tooltip="Optional: noise and calibrate from this latent instead of the latent being sampled (same shape; the sampled latent still supplies the mask and batch fields). Leave empty for plain SDEdit refinement."),
             ],
             outputs=[io.Sampler.Output(tooltip="The wrapped sampler; connect to SamplerCustomAdvanced.")],
         )
@@ -181,7 +239,8 @@ class NoiseCalibration(io.ComfyNode):
         if sampler is None or not hasattr(sampler, "sample"):
             raise InputError("sampler", "is not a SAMPLER", "connect KSamplerSelect or another SAMPLER node")
         ref = None if reference is None else latent_samples(reference, "reference")
-        return io.NodeOutput(NoiseCalibrationSampler(sampler, iterations, cutoff, mask, DIMS[dims], order, calibrate_with == GUIDANCE[0], ref))
+        calibrator = Calibrator(iterations, cutoff, mask, DIMS[dims], order, calibrate_with == GUIDANCE[0], ref)
+        return io.NodeOutput(wrap_sampler(sampler, calibrator))
 
 
 def sdedit_sigmas(model, sampler_name: str, scheduler: str, steps: int, denoise: float) -> torch.Tensor:
@@ -244,7 +303,8 @@ class NCSDEditRefine(io.ComfyNode):
         def on_step(step, x0, x, total_steps):
             pbar.update_absolute(iterations + step + 1, total, previewer.decode_latent_to_preview_image("JPEG", x0) if previewer else None)
 
-        sampler = NoiseCalibrationSampler(comfy.samplers.sampler_object(sampler_name), iterations, cutoff, mask, DIMS[dims], 2, calibrate_with == GUIDANCE[0], on_step=on_calibration)
+        calibrator = Calibrator(iterations, cutoff, mask, DIMS[dims], 2, calibrate_with == GUIDANCE[0], on_step=on_calibration)
+        sampler = wrap_sampler(comfy.samplers.sampler_object(sampler_name), calibrator)
         out = guider.sample(noise, samples, sampler, sigmas, denoise_mask=latent_image.get("noise_mask"), callback=on_step, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
         return io.NodeOutput(with_samples(latent_image, out.to(comfy.model_management.intermediate_device())))
 

@@ -11,7 +11,7 @@ the input's low frequencies (layout, colours, motion), then the wrapped sampler 
   (models/text_encoders) and `wan_2.1_vae.safetensors` (models/vae). Wan 2.2 works the same way.
 - The video needs 4k+1 frames (the sample has 25).
 - **dims 3d** filters across frames too; **calibrate_with cond only** halves the calibration cost.
-- Other SAMPLER wrappers (e.g. Shared Noise Sampler, Early Stop) go *around* Noise Calibration.
+- Other SAMPLER wrappers (e.g. Shared Noise Sampler, Early Stop Sampler) can go inside or outside Noise Calibration.
 """
 
 PROMPT = {

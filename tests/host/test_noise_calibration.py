@@ -83,7 +83,7 @@ def test_sampler_wrapper_calibrates_and_leaves_inputs_unchanged(host, request, f
     assert out["samples"].shape == plain["samples"].shape
     assert torch.isfinite(out["samples"]).all()
     assert not torch.equal(out["samples"], plain["samples"])
-    errs = wrapped.last_errors
+    errs = wrapped.calibrator.last_errors
     assert len(errs) == 3 and errs[2] < errs[0]  # the content loss falls even on a random-weight model
     assert torch.equal(m["latent"]["samples"], latent_before)
     assert m["model"].model_options == options_before
@@ -106,27 +106,76 @@ def test_refine_changes_result_keeps_latent_fields(host, sd15):
     assert torch.equal(latent["samples"], before)
 
 
-def test_calibrated_start_does_not_depend_on_the_sampler(host, sd15):
-    """The wrapper hands the same calibrated noise to whichever sampler runs after it."""
-    noise, guider, _, sigmas = custom_parts(host, sd15)
-    seen = []
+def recording(host, name, seen):
+    """KSamplerSelect(name) whose sampler function records the start latent it is given."""
+    import comfy.samplers
 
-    class Recorder:
+    base, = host.run_node("KSamplerSelect", sampler_name=name)
+    inner = base.sampler_function
+
+    def record(model, x, sigmas, *args, **kwargs):
+        seen.append(x.clone())
+        return inner(model, x, sigmas, *args, **kwargs)
+
+    return comfy.samplers.KSAMPLER(record, extra_options=dict(base.extra_options), inpaint_options=dict(base.inpaint_options))
+
+
+def test_calibrated_start_does_not_depend_on_the_sampler(host, sd15):
+    """The wrapped sampler, whichever it is, starts from the same calibrated latent."""
+    noise, guider, _, sigmas = custom_parts(host, sd15)
+    seen, plain_start = [], []
+    for name in ("euler", "dpmpp_2m", "ddim", "uni_pc"):
+        host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=nc_sampler(host, recording(host, name, seen), 2), sigmas=sigmas, latent_image=sd15["latent"])
+    host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=recording(host, "euler", plain_start), sigmas=sigmas, latent_image=sd15["latent"])
+    assert len(seen) == 4
+    assert all(torch.equal(seen[0], x) for x in seen[1:])
+    assert not torch.allclose(seen[0], plain_start[0])  # and it is not the plain SDEdit start
+
+
+def test_non_ksampler_samplers_get_the_same_calibrated_start(host, sd15):
+    """A SAMPLER that is not a KSAMPLER is wrapped as a Sampler: it receives the calibrated noise for the same start."""
+    noise, guider, _, sigmas = custom_parts(host, sd15)
+    ks_start, eps_seen = [], []
+
+    class Opaque:  # e.g. another pack's Sampler subclass
         def __init__(self, inner):
             self.inner = inner
 
         def max_denoise(self, model_wrap, sigmas):
             return self.inner.max_denoise(model_wrap, sigmas)
 
-        def sample(self, model_wrap, sigmas, extra_args, callback, noise, *args):
-            seen.append(noise.clone())
-            return self.inner.sample(model_wrap, sigmas, extra_args, callback, noise, *args)
+        def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, *args):
+            eps_seen.append((noise.clone(), latent_image.clone(), float(sigmas[0])))
+            return self.inner.sample(model_wrap, sigmas, extra_args, callback, noise, latent_image, *args)
 
-    for name in ("euler", "dpmpp_2m", "ddim"):
-        base, = host.run_node("KSamplerSelect", sampler_name=name)
-        host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=nc_sampler(host, Recorder(base), 2), sigmas=sigmas, latent_image=sd15["latent"])
-    assert len(seen) == 3
-    assert torch.equal(seen[0], seen[1]) and torch.equal(seen[0], seen[2])
+    base, = host.run_node("KSamplerSelect", sampler_name="euler")
+    host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=nc_sampler(host, Opaque(base), 2), sigmas=sigmas, latent_image=sd15["latent"])
+    host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=nc_sampler(host, recording(host, "euler", ks_start), 2), sigmas=sigmas, latent_image=sd15["latent"])
+    eps, latent, sigma = eps_seen[0]
+    assert torch.allclose(latent + sigma * eps, ks_start[0], atol=1e-4)  # eps model: x = x0 + sigma * eps
+
+
+@pytest.mark.parametrize("other", ["VEK_SharedNoiseSampler", "VEK_EarlyStopSampler"])
+def test_composes_with_the_packs_sampler_wrappers_in_either_order(host, sd15, other):
+    nodes = host.object_info()
+    if other not in nodes:
+        pytest.skip(f"{other} is not in this checkout")
+    widgets = {"VEK_SharedNoiseSampler": dict(share_weight=0.5, blend_lambda=0.2, blend_mode="variance_preserving"),
+               "VEK_EarlyStopSampler": dict(stop_step=0, stop_sigma=0.0, stop_fraction=0.7)}[other]
+    noise, guider, _, sigmas = custom_parts(host, sd15)
+    starts, outs = [], []
+    for order in ("nc_inside", "nc_outside"):
+        seen = []
+        base = recording(host, "euler_ancestral", seen)
+        if order == "nc_inside":
+            sampler, = host.run_node(other, sampler=nc_sampler(host, base, 2), **widgets)
+        else:
+            sampler = nc_sampler(host, host.run_node(other, sampler=base, **widgets)[0], 2)
+        out, _ = host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas, latent_image=sd15["latent"])
+        starts.append(seen[0])
+        outs.append(out["samples"])
+    assert torch.allclose(starts[0], starts[1], atol=1e-5)
+    assert torch.isfinite(outs[0]).all() and torch.allclose(outs[0], outs[1], atol=1e-3)
 
 
 def test_calibration_uses_the_sampling_patches_and_cond_only_batch(host, sd15):
