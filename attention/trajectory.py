@@ -68,6 +68,9 @@ def similarity_links(feat_a: torch.Tensor, feat_b: torch.Tensor, size: tuple[int
     fa = F.normalize(feat_a.float(), dim=-1)
     fb = F.normalize(feat_b.float(), dim=-1)
     r = window // 2
+    p, n, d = fa.shape
+    fa_flat, fb_flat = fa.reshape(p * n, d), fb.reshape(p * n, d)
+    base = (torch.arange(p, device=fa.device) * n).view(p, 1)
     best = torch.full(fa.shape[:2], -2.0, device=fa.device)
     best_disp = centre.clone()
     for dy in range(-r, r + 1):
@@ -75,8 +78,8 @@ def similarity_links(feat_a: torch.Tensor, feat_b: torch.Tensor, size: tuple[int
             cand = centre + torch.tensor([dx, dy], dtype=centre.dtype, device=centre.device).view(1, 2, 1, 1)
             idx = link_targets(cand)
             ok = idx >= 0
-            gathered = fb.gather(1, idx.clamp_min(0).unsqueeze(-1).expand(-1, -1, fb.shape[-1]))
-            sim = torch.where(ok, (fa * gathered).sum(-1), torch.full_like(best, -3.0))
+            gathered = fb_flat.index_select(0, (idx.clamp_min(0) + base).flatten())
+            sim = torch.where(ok, torch.linalg.vecdot(fa_flat, gathered).view(p, n), torch.full_like(best, -3.0))
             better = sim > best
             best = torch.where(better, sim, best)
             best_disp = torch.where(better.view(-1, 1, h, w), cand, best_disp)
@@ -142,8 +145,9 @@ def trajectory_attention(
 ) -> torch.Tensor:
     """Eq. 7 for one stream: ``q_hat, k, v [F, N, H * D]`` -> ``[F, N, H * D]``.
 
-    Token ``p`` of frame ``i`` attends (SDPA) to ``K, V`` at its trajectory positions in the other
-    frames (``Traj - p``). Memory per call is ``O(F * N * H * D)`` (one query frame at a time, tokens in
+    Token ``p`` of frame ``i`` attends to ``K, V`` at its trajectory positions in the other
+    frames (``Traj - p``): one query against at most ``F - 1`` keys, so the softmax is written out
+    (einsum; SDPA is slow for a batch of length-1 queries). Memory per call is ``O(F * N * H * D)`` (one query frame at a time, tokens in
     chunks of at most ``budget`` gathered elements).
     """
     frames, n, width = k.shape
@@ -161,13 +165,15 @@ def trajectory_attention(
             flat = frame_ids.view(-1, 1) * n + idx.clamp_min(0)
             kk = k.reshape(frames * n, width)[flat]  # [F-1, c, HD]
             vv = v.reshape(frames * n, width)[flat]
-            qq = rearrange(q_hat[i, s : s + chunk], "c (h d) -> c h 1 d", h=heads)
-            kk = rearrange(kk, "t c (h d) -> c h t d", h=heads)
-            vv = rearrange(vv, "t c (h d) -> c h t d", h=heads)
+            qq = rearrange(q_hat[i, s : s + chunk], "c (h d) -> c h d", h=heads)
+            kk = rearrange(kk, "t c (h d) -> t c h d", h=heads)
+            vv = rearrange(vv, "t c (h d) -> t c h d", h=heads)
             any_valid = valid.any(0)  # [c]
-            mask = (valid | ~any_valid.unsqueeze(0)).T.reshape(-1, 1, 1, frames - 1)
-            o = F.scaled_dot_product_attention(qq, kk, vv, attn_mask=mask)
-            o = rearrange(o, "c h 1 d -> c (h d)")
+            scores = torch.einsum("chd,tchd->tch", qq.float(), kk.float()) * (qq.shape[-1] ** -0.5)
+            scores = scores.masked_fill(~valid.unsqueeze(-1), float("-inf"))
+            weights = torch.softmax(scores.masked_fill(~any_valid.view(1, -1, 1), 0.0), 0)
+            o = torch.einsum("tch,tchd->chd", weights, vv.float())
+            o = rearrange(o, "c h d -> c (h d)")
             out[i, s : s + chunk] = torch.where(any_valid.unsqueeze(-1), o.to(out.dtype), q_hat[i, s : s + chunk])
     return out
 

@@ -51,7 +51,9 @@ def raft_path(name: str) -> str | None:
 
 def check_video_flow(flow, name: str = "flow") -> VideoFlow:
     """Fail unless ``flow`` is a VideoFlow (the VEK_FLOW value)."""
-    if not isinstance(flow, VideoFlow):
+    if isinstance(flow, VideoFlow):
+        return flow
+    if not all(hasattr(flow, a) for a in ("forward", "backward", "valid_forward", "valid_backward", "resized")):
         raise InputError(name, f"expected a VEK_FLOW value, got {type(flow).__name__}", "connect the output of Estimate Optical Flow")
     return flow
 
