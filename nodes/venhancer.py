@@ -1,0 +1,262 @@
+"""VEnhancer nodes: load the official checkpoints, upscale a clip in space and time.
+
+Thin adapters over :mod:`..models.venhancer` (network), :mod:`..models.venhancer_loading` (checkpoints)
+and :mod:`..samplers.venhancer` (the official inference). ComfyUI supplies the VAE (tiled decode), the
+text encoder (SD2.x OpenCLIP ViT-H through CLIPLoader + CLIPTextEncode) and model management: the
+network is wrapped in a ``comfy.model_patcher.ModelPatcher`` and loaded with ``load_models_gpu``.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.utils
+import folder_paths
+import torch
+import torch.nn.functional as F
+from comfy_api.latest import InputImpl, Types, io
+
+from ..models.venhancer import latent_size_ok
+from ..models.venhancer_loading import CheckpointError, load_venhancer
+from ..samplers import venhancer as S
+from ..utils.checks import InputError, check_choice, check_range
+from . import _host, _tiny_models
+from ._common import image_frames, throw_if_interrupted
+
+CATEGORY = "video-enhance-kit/venhancer"
+FOLDER = "venhancer"
+VEnhancerModel = io.Custom("VEK_VENHANCER_MODEL")
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+CONTEXT_TOKENS = 77  # the official OpenCLIP tokenizer truncates to 77 tokens
+
+# the `venhancer` models folder (models/venhancer/), with the file types the loader reads
+if FOLDER not in folder_paths.folder_names_and_paths:
+    folder_paths.folder_names_and_paths[FOLDER] = ([os.path.join(folder_paths.models_dir, FOLDER)], {".pt", ".pth", ".safetensors", ".sft"})
+
+
+# ------------------------------------------------------------------------------------- tiny model
+def _tiny_venhancer_state_dict() -> dict[str, torch.Tensor]:
+    """A small VEnhancer in the official key layout: 64 ch, levels (1, 2), context 768 (tiny CLIP-L)."""
+    from ..models.venhancer import VEnhancerConfig, build_venhancer
+
+    cfg = VEnhancerConfig(model_channels=64, channel_mult=(1, 2), num_res_blocks=1, attention_levels=1, head_dim=64, context_dim=768, temporal_heads=1)
+    return _tiny_models._fill(_tiny_models._module_state(build_venhancer(cfg)), seed=7007)
+
+
+TINY_VENHANCER = "vek-tiny-venhancer.safetensors"
+_tiny_models.register_tiny_model(_tiny_models.TinyModel(FOLDER, TINY_VENHANCER, _tiny_venhancer_state_dict, torch.float32))
+_host.register_tiny_substitution("VEK_VEnhancerModelLoader", lambda i: {**i, "ckpt_name": TINY_VENHANCER})
+
+
+# ------------------------------------------------------------------------------------- loader
+class VEnhancerModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VEK_VEnhancerModelLoader",
+            display_name="VEnhancer Model Loader",
+            category=CATEGORY,
+            description=(
+                "Load a VEnhancer checkpoint (UNet + video ControlNet) from models/venhancer: the official "
+                "venhancer_paper.pt / venhancer_v2.pt (read without executing code) or a safetensors conversion "
+                "(fp32 or fp16). ComfyUI's model management moves it to the GPU when used and offloads it after."
+            ),
+            inputs=[
+                io.Combo.Input(
+                    "ckpt_name",
+                    options=folder_paths.get_filename_list(FOLDER),
+                    tooltip="Checkpoint in models/venhancer: venhancer_v2.pt (recommended), venhancer_paper.pt (v1), or their safetensors conversions.",
+                ),
+                io.Combo.Input(
+                    "dtype",
+                    options=["auto", "fp16", "bf16", "fp32"],
+                    default="auto",
+                    tooltip="Weight dtype. auto: fp16 on GPU (the official setting, 4.1 GB), fp32 on CPU. bf16 avoids fp16 overflow on recent GPUs.",
+                ),
+            ],
+            outputs=[io.Custom("VEK_VENHANCER_MODEL").Output(display_name="venhancer_model")],
+        )
+
+    @classmethod
+    def execute(cls, ckpt_name, dtype="auto"):
+        check_choice(dtype, "dtype", ["auto", *DTYPES])
+        path = folder_paths.get_full_path(FOLDER, ckpt_name)
+        if path is None:
+            raise InputError("ckpt_name", f"{ckpt_name!r} is not in models/{FOLDER}", f"download venhancer_v2.pt into ComfyUI/models/{FOLDER}/ and refresh")
+        load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
+        if dtype == "auto":
+            torch_dtype = torch.float32 if load_device.type == "cpu" else torch.float16
+        else:
+            torch_dtype = DTYPES[dtype]
+        try:
+            model = load_venhancer(path, dtype=torch_dtype)
+        except CheckpointError as err:
+            raise InputError("ckpt_name", str(err), "pick an official VEnhancer checkpoint") from None
+        patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+        return io.NodeOutput(patcher)
+
+
+# ------------------------------------------------------------------------------------- upscale
+def _text_context(conditioning, name: str, context_dim: int, truncate: bool) -> torch.Tensor:
+    """The token tensor [1, L, D] of a CONDITIONING (first entry), checked against the network's width."""
+    if not isinstance(conditioning, list) or not conditioning or not isinstance(conditioning[0][0], torch.Tensor):
+        raise InputError(name, "is not a CONDITIONING", "connect CLIP Text Encode")
+    ctx = conditioning[0][0]
+    if ctx.ndim != 3 or ctx.shape[-1] != context_dim:
+        raise InputError(
+            name,
+            f"has token width {ctx.shape[-1] if ctx.ndim == 3 else tuple(ctx.shape)}, the VEnhancer model needs {context_dim}",
+            "encode the prompt with the SD 2.x text encoder (OpenCLIP ViT-H, e.g. CLIPLoader type stable_diffusion with open_clip_vit_h / sd2 clip)",
+        )
+    return ctx[:1, :CONTEXT_TOKENS] if truncate else ctx[:1]
+
+
+def _decode(vae, latents: torch.Tensor, frames_per_batch: int = 8) -> torch.Tensor:
+    """Tiled VAE decode of [F, C, h, w] (already divided by the latent scale) in frame batches -> [F, H, W, 3]."""
+    out = []
+    for i in range(0, latents.shape[0], frames_per_batch):
+        throw_if_interrupted()
+        img = vae.decode_tiled(latents[i : i + frames_per_batch], tile_x=128, tile_y=72, overlap=16)
+        out.append(img.reshape(-1, *img.shape[-3:]).float().cpu())
+    return torch.cat(out, dim=0)
+
+
+def _encode(vae, pixels: torch.Tensor, frames_per_batch: int = 8) -> torch.Tensor:
+    """VAE encode [F, H, W, 3] in frame batches -> [F, C, h, w] (ComfyUI's unscaled latents)."""
+    out = []
+    for i in range(0, pixels.shape[0], frames_per_batch):
+        throw_if_interrupted()
+        out.append(vae.encode(pixels[i : i + frames_per_batch]).float().cpu())
+    return torch.cat(out, dim=0)
+
+
+class VEnhancerUpscale(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VEK_VEnhancerUpscale",
+            display_name="VEnhancer Upscale",
+            category=CATEGORY,
+            description=(
+                "Generative space-time super-resolution (VEnhancer): up to 8x resolution and 9x frame rate with "
+                "refined detail and less flicker. Reproduces the official inference: key-frame repetition, "
+                "noise-augmented key-frame conditioning, DPM-Solver++(2M) SDE from t=899, CFG with rescale 0.2, "
+                "32-frame windows cross-faded at every step, tiled VAE decoding."
+            ),
+            inputs=[
+                VEnhancerModel.Input("venhancer_model", tooltip="From VEnhancer Model Loader."),
+                io.Image.Input("images", tooltip="The low-resolution clip (frames as a batch), e.g. from Get Video Components."),
+                io.Float.Input("fps", default=8.0, min=1.0, max=240.0, step=0.01, tooltip="Frame rate of the input clip (Get Video Components gives it)."),
+                io.Conditioning.Input("positive", tooltip="Prompt from CLIP Text Encode with the SD 2.x OpenCLIP ViT-H text encoder; the official pipeline appends 'Cinematic, High Contrast, highly detailed, ...' (see the example workflow)."),
+                io.Conditioning.Input("negative", tooltip="Negative prompt (the official one is in the example workflow). The ControlNet sees it too in the unconditional pass."),
+                io.Vae.Input("vae", tooltip="SD VAE (e.g. vae-ft-mse-840000-ema-pruned or the SD 2.1 VAE); decoding is tiled (576x1024 px tiles)."),
+                io.Float.Input("up_scale", default=4.0, min=1.0, max=8.0, step=0.1, tooltip="Spatial upscale factor. With resolution_rule 'official' the output area is kept between 1.5x 720p and 1152x2048 (as upstream)."),
+                io.Combo.Input("resolution_rule", options=["official", "exact"], default="official", tooltip="official: area clamped to [1.5x 1280x720, 2048x1152] like the authors' code; exact: exactly up_scale (small sizes save memory, but the model was trained for >= 720p)."),
+                io.Float.Input("target_fps", default=24.0, min=0.0, max=240.0, step=0.5, tooltip="Output frame rate: new frames per gap = round(target_fps / fps) - 1 (0..8). 0: use frame_interpolation instead."),
+                io.Int.Input("frame_interpolation", default=0, min=0, max=8, tooltip="New frames generated between two input frames (used when target_fps is 0). Output fps = fps x (1 + this)."),
+                io.Int.Input("noise_aug", default=200, min=0, max=300, tooltip="Noise added to the key-frame condition (timestep of 1000). Higher: more generative, fixes more artefacts, drifts more from the input; lower: more faithful. Official 200 (run script 250)."),
+                io.Float.Input("s_cond", default=8.0, min=1.0, max=16.0, step=0.5, tooltip="Downscale-factor condition of the ControlNet. The official inference always uses 8 (not tied to up_scale); lower values ask for milder restoration."),
+                io.Float.Input("cfg", default=7.5, min=1.0, max=20.0, step=0.1, tooltip="Classifier-free guidance scale (official 7.5), followed by guidance rescale 0.2. 1 skips the negative pass (half the time)."),
+                io.Combo.Input("solver_mode", options=["fast", "normal"], default="fast", tooltip="fast: 14 model calls (official default: 4 steps down to t=500, 10 below). normal: 'steps' evenly spaced trailing steps."),
+                io.Int.Input("steps", default=15, min=2, max=100, tooltip="Solver steps in normal mode (the fast mode always makes 14 calls)."),
+                io.Int.Input("seed", default=666, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the start noise, the key-frame noise and the SDE's Brownian noise (official 666)."),
+                io.Int.Input("chunk_length", default=32, min=4, max=256, tooltip="Frames per temporal window (official 32). Memory grows with it; longer clips are processed in overlapping windows with flat memory."),
+                io.Float.Input("chunk_overlap", default=0.5, min=0.1, max=0.5, step=0.05, tooltip="Overlap of consecutive windows (official 0.5); the predictions are cross-faded over it at every step."),
+                io.Combo.Input("padding", options=["official", "minimal"], default="official", tooltip="official: centred white padding up to 720x1280 (as upstream); minimal: only what the UNet needs (less memory for small or odd-shaped clips)."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="images"),
+                io.Float.Output(display_name="fps"),
+                io.Video.Output(display_name="video"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, venhancer_model, images, fps, positive, negative, vae, up_scale=4.0, resolution_rule="official",
+                target_fps=24.0, frame_interpolation=0, noise_aug=200, s_cond=8.0, cfg=7.5, solver_mode="fast", steps=15,
+                seed=666, chunk_length=32, chunk_overlap=0.5, padding="official"):
+        patcher = venhancer_model
+        if not isinstance(patcher, comfy.model_patcher.ModelPatcher) or not hasattr(patcher.model, "VideoControlNet"):
+            raise InputError("venhancer_model", "is not a VEnhancer model", "connect VEnhancer Model Loader")
+        net = patcher.model
+        image_frames(images, "images", min_frames=2)
+        if images.shape[-1] != 3:
+            raise InputError("images", f"has {images.shape[-1]} channels, expected RGB (3)", "convert the image to RGB")
+        check_range(fps, "fps", 1.0, 240.0)
+        check_range(up_scale, "up_scale", 1.0, 8.0)
+        check_range(target_fps, "target_fps", 0.0, 240.0)
+        check_range(frame_interpolation, "frame_interpolation", 0, 8, integer=True)
+        check_range(noise_aug, "noise_aug", 0, 300, integer=True)
+        check_range(s_cond, "s_cond", 1.0, 16.0)
+        check_range(cfg, "cfg", 1.0, 20.0)
+        check_choice(solver_mode, "solver_mode", ["fast", "normal"])
+        check_range(steps, "steps", 2, 100, integer=True)
+        check_range(chunk_length, "chunk_length", 4, 256, integer=True)
+        check_range(chunk_overlap, "chunk_overlap", 0.1, 0.5)
+        check_choice(resolution_rule, "resolution_rule", ["official", "exact"])
+        check_choice(padding, "padding", ["official", "minimal"])
+
+        interp = S.interp_frames(fps, target_fps) if target_fps > 0 else int(frame_interpolation)
+        if chunk_length < 2 * (interp + 1) + 1:
+            raise InputError("chunk_length", f"{chunk_length} frames cannot hold two key frames with {interp} new frames between them",
+                             f"set chunk_length to at least {2 * (interp + 1) + 1} or lower the frame rate increase")
+        out_fps = float(fps) * (interp + 1)
+        cdim = net.cfg.context_dim
+        context = _text_context(positive, "positive", cdim, truncate=True)
+        uncontext = _text_context(negative, "negative", cdim, truncate=True)
+
+        # frames: resize (bilinear), repeat key frames, pad (white), encode
+        _, h, w, _ = images.shape
+        th, tw = (S.adjust_resolution if resolution_rule == "official" else S.scaled_resolution)(h, w, up_scale)
+        frames = images.movedim(-1, 1).float()
+        frames = F.interpolate(frames, size=(th, tw), mode="bilinear", align_corners=False).clamp(0, 1)
+        frames = S.repeat_key_frames(frames, interp)
+        down = getattr(vae, "downscale_ratio", 8)
+        if not isinstance(down, int) or down != 8:
+            raise InputError("vae", f"has downscale ratio {down}, VEnhancer needs an 8x SD VAE", "load the SD 2.1 / SD 1.x VAE (vae-ft-mse-840000-ema-pruned)")
+        pads = S.pad_to_fit(th, tw) if padding == "official" else S.pad_minimal(th, tw, lambda a, b: latent_size_ok(a, b, net.cfg))
+        if not latent_size_ok((th + pads[2] + pads[3]) // 8, (tw + pads[0] + pads[1]) // 8, net.cfg):
+            pads = S.pad_minimal(th, tw, lambda a, b: latent_size_ok(a, b, net.cfg))
+        frames = F.pad(frames, pads, mode="constant", value=1.0)
+        latents = _encode(vae, frames.movedim(1, -1)) * S.LATENT_SCALE  # [F, 4, h, w]
+        if latents.shape[1] != net.cfg.in_channels:
+            raise InputError("vae", f"gives {latents.shape[1]}-channel latents, the model needs {net.cfg.in_channels}", "load an SD VAE (4 latent channels)")
+        n_frames = latents.shape[0]
+
+        # sampling on the model's device, managed by ComfyUI
+        mm.load_models_gpu([patcher], force_full_load=True)
+        device = patcher.load_device
+        lat = latents.movedim(0, 1)[None].to(device)
+        mask = torch.tensor([S.make_mask_cond(images.shape[0], interp)], device=device)
+        inputs = S.VEnhancerInputs(lat, mask, context.to(device), uncontext.to(device), interp)
+        gen = torch.Generator().manual_seed(int(seed))
+        total = S.model_calls_per_run(n_frames, interp, solver_mode, steps, cfg, chunk_length, chunk_overlap)
+        pbar = comfy.utils.ProgressBar(total)
+
+        def on_model_call():
+            throw_if_interrupted()
+            pbar.update(1)
+
+        sigmas = S.solver_sigmas(S.VEnhancerSchedule.official(), solver_mode, steps)
+        from comfy.k_diffusion.sampling import BrownianTreeNoiseSampler
+
+        noise_sampler = BrownianTreeNoiseSampler(lat, sigmas[sigmas > 0].min(), sigmas.max(), seed=int(seed), cpu=True)
+        with torch.no_grad():
+            z = S.venhancer_sample(
+                net, inputs, noise_aug=int(noise_aug), s_cond=float(s_cond), cfg=float(cfg), mode=solver_mode, steps=int(steps),
+                chunk_length=int(chunk_length), chunk_overlap=float(chunk_overlap), generator=gen, noise_sampler=noise_sampler,
+                on_model_call=on_model_call,
+            )
+        z = (z[0].movedim(0, 1).float() / S.LATENT_SCALE).to(mm.intermediate_device())
+        del lat, inputs
+        mm.soft_empty_cache()
+
+        video = _decode(vae, z)[:, pads[2] : pads[2] + th, pads[0] : pads[0] + tw].clamp(0, 1)
+        components = Types.VideoComponents(images=video, audio=None, frame_rate=Fraction(out_fps).limit_denominator(1000))
+        return io.NodeOutput(video, out_fps, InputImpl.VideoFromComponents(components))
+
+
+NODES = [VEnhancerModelLoader, VEnhancerUpscale]

@@ -1,0 +1,120 @@
+"""VEnhancer Model Loader + VEnhancer Upscale inside real ComfyUI, on the tiny VEnhancer, tiny VAE and CLIP."""
+
+import pytest
+import torch
+
+from video_enhance_kit.nodes._host import describe_missing_comfyui, find_comfyui
+
+if find_comfyui() is None:
+    pytest.skip(describe_missing_comfyui(), allow_module_level=True)
+
+from video_enhance_kit.nodes import _tiny_models as tm
+
+TINY = "vek-tiny-venhancer.safetensors"
+
+
+@pytest.fixture(scope="module")
+def parts(comfy_host, run_node):
+    torch.set_num_threads(1)
+    comfy_host.install_tiny_models()
+    (model,) = run_node("VEK_VEnhancerModelLoader", ckpt_name=TINY, dtype="fp32")
+    (vae,) = run_node("VAELoader", vae_name=tm.TAESD_VAE)
+    (clip,) = run_node("CLIPLoader", clip_name=tm.CLIP_L, type="stable_diffusion")
+    (pos,) = run_node("CLIPTextEncode", clip=clip, text="a disc orbiting over a texture")
+    (neg,) = run_node("CLIPTextEncode", clip=clip, text="blurring, lowres")
+    return {"model": model, "vae": vae, "positive": pos, "negative": neg}
+
+
+def clip(frames=3, h=32, w=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(frames, h, w, 3, generator=g)
+
+
+def upscale(run_node, parts, images, **kw):
+    args = dict(parts, fps=8.0, up_scale=1.0, resolution_rule="exact", target_fps=0.0, frame_interpolation=1,
+                noise_aug=200, s_cond=8.0, cfg=2.0, solver_mode="fast", steps=15, seed=1, chunk_length=32,
+                chunk_overlap=0.5, padding="minimal")
+    args.pop("model")
+    args.update(kw)
+    return run_node("VEK_VEnhancerUpscale", venhancer_model=parts["model"], images=images, **args)
+
+
+def test_loader_gives_a_managed_model(parts, comfy_host):
+    import comfy.model_patcher
+
+    patcher = parts["model"]
+    assert isinstance(patcher, comfy.model_patcher.ModelPatcher)
+    assert patcher.model.cfg.context_dim == 768 and patcher.model.cfg.channel_mult == (1, 2)
+    assert patcher.model_size() > 0
+
+
+def test_upscale_frames_size_fps_and_inputs_unchanged(run_node, parts):
+    images = clip()
+    before = images.clone()
+    out, fps, video = upscale(run_node, parts, images, up_scale=2.0, frame_interpolation=2)
+    assert out.shape == (7, 64, 80, 3)  # 3 key frames + 2 new per gap, 2x size
+    assert fps == pytest.approx(24.0)
+    assert torch.isfinite(out).all() and 0 <= out.min() and out.max() <= 1
+    assert torch.equal(images, before)
+    comps = video.get_components()
+    assert comps.images.shape == out.shape and float(comps.frame_rate) == pytest.approx(24.0)
+
+
+def test_seed_reproducible_and_target_fps_rule(run_node, parts):
+    images = clip(frames=2, h=24, w=32)
+    a, fps_a, _ = upscale(run_node, parts, images, target_fps=16.0)
+    b, _, _ = upscale(run_node, parts, images, target_fps=16.0)
+    assert torch.equal(a, b)
+    assert a.shape[0] == 3 and fps_a == pytest.approx(16.0)  # round(16 / 8) - 1 = 1 new frame per gap
+    c, _, _ = upscale(run_node, parts, images, target_fps=16.0, seed=2)
+    assert (a - c).abs().max() > 1e-4
+
+
+def test_chunked_long_clip_matches_length(run_node, parts):
+    images = clip(frames=9, h=16, w=16)
+    out, _, _ = upscale(run_node, parts, images, frame_interpolation=1, chunk_length=8, cfg=1.0)
+    assert out.shape == (17, 16, 16, 3) and torch.isfinite(out).all()
+
+
+def test_bad_inputs_are_named(run_node, parts):
+    from video_enhance_kit.utils.checks import InputError
+
+    with pytest.raises(Exception, match="input 'images'.*at least 2"):
+        upscale(run_node, parts, clip(frames=1))
+    with pytest.raises(Exception, match="input 'positive'.*token width"):
+        upscale(run_node, parts, clip(), positive=[[torch.zeros(1, 77, 1024), {}]])
+    with pytest.raises(Exception, match="input 'chunk_length'"):
+        upscale(run_node, parts, clip(), frame_interpolation=8, chunk_length=8)
+    with pytest.raises(Exception, match="input 'venhancer_model'"):
+        run_node("VEK_VEnhancerUpscale", venhancer_model="nope", images=clip(), fps=8.0, positive=parts["positive"],
+                 negative=parts["negative"], vae=parts["vae"])
+    with pytest.raises(Exception, match="input 'noise_aug'"):
+        upscale(run_node, parts, clip(), noise_aug=301)
+    with pytest.raises(Exception, match="input 'images'.*NaN"):
+        bad = clip()
+        bad[0, 0, 0, 0] = float("nan")
+        upscale(run_node, parts, bad)
+    assert InputError
+
+
+def test_prompt_with_loaders_progress_and_save(run_prompt):
+    prompt = {
+        "1": {"class_type": "VEK_VEnhancerModelLoader", "inputs": {"ckpt_name": "venhancer_v2.pt", "dtype": "auto"}},
+        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "open_clip_vit_h.safetensors", "type": "stable_diffusion"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": "a video"}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["2", 0], "text": "lowres"}},
+        "5": {"class_type": "VAELoader", "inputs": {"vae_name": "vae-ft-mse-840000-ema-pruned.safetensors"}},
+        "6": {"class_type": "EmptyImage", "inputs": {"width": 24, "height": 16, "batch_size": 3, "color": 8421504}},
+        "7": {"class_type": "VEK_VEnhancerUpscale", "inputs": {
+            "venhancer_model": ["1", 0], "images": ["6", 0], "fps": 8.0, "positive": ["3", 0], "negative": ["4", 0],
+            "vae": ["5", 0], "up_scale": 1.0, "resolution_rule": "exact", "target_fps": 16.0, "frame_interpolation": 0,
+            "noise_aug": 250, "s_cond": 8.0, "cfg": 7.5, "solver_mode": "fast", "steps": 15, "seed": 666,
+            "chunk_length": 32, "chunk_overlap": 0.5, "padding": "minimal"}},
+        "8": {"class_type": "SaveVideo", "inputs": {"video": ["7", 2], "filename_prefix": "vek_venhancer", "format": "auto", "codec": "auto"}},
+    }
+    seen = []
+    result = run_prompt(prompt, on_progress=lambda node, value, maximum: seen.append((node, value, maximum)))
+    assert result.success
+    ticks = [v for n, v, m in seen if str(n) == "7" and m == 14 * 2]  # one tick per model call (cond + uncond)
+    assert ticks == list(range(1, 29))
+    assert any(str(f).endswith(".mp4") for f in result.files)
