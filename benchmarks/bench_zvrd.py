@@ -33,11 +33,14 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import compare, print_table  # noqa: E402
-
-from video_enhance_kit.nodes._host import ComfyHost, describe_missing_comfyui, find_comfyui  # noqa: E402
-from video_enhance_kit.utils.flow import VideoFlow  # noqa: E402
-from video_enhance_kit.utils.metrics import mse_low, spatial_frequency, warping_error  # noqa: E402
+from _bench import compare, print_table
+from video_enhance_kit.nodes._host import (
+    ComfyHost,
+    describe_missing_comfyui,
+    find_comfyui,
+)
+from video_enhance_kit.utils.flow import VideoFlow
+from video_enhance_kit.utils.metrics import mse_low, spatial_frequency, warping_error
 
 VP = "variance_preserving"
 
@@ -123,13 +126,13 @@ def main(argv=None):
             "SF": float(spatial_frequency(frames)),
         }
 
-    cumulative = [("baseline", {}), ("+ guidance", dict(guidance=True)),
-                  ("+ noise sharing", dict(guidance=True, sharing=True)),
-                  ("+ early stop", dict(guidance=True, sharing=True, early=True))]
+    cumulative = [("baseline", {}), ("+ guidance", {"guidance": True}),
+                  ("+ noise sharing", {"guidance": True, "sharing": True}),
+                  ("+ early stop", {"guidance": True, "sharing": True, "early": True})]
     if has_attention:
-        cumulative.append(("+ attention", dict(guidance=True, sharing=True, early=True, attention=True)))
-    alone = [("guidance only", dict(guidance=True)), ("noise sharing only", dict(sharing=True)),
-             ("early stop only", dict(early=True))] + ([("attention only", dict(attention=True))] if has_attention else [])
+        cumulative.append(("+ attention", {"guidance": True, "sharing": True, "early": True, "attention": True}))
+    alone = [("guidance only", {"guidance": True}), ("noise sharing only", {"sharing": True}),
+             ("early stop only", {"early": True})] + ([("attention only", {"attention": True})] if has_attention else [])
 
     ref_scores = {"WE x100": 100 * float(warping_error(video.movedim(-1, 1), flow.backward, flow.valid_backward)),
                   "MSE_l x100": 0.0, "SF": float(spatial_frequency(video.movedim(-1, 1)))}
@@ -146,7 +149,7 @@ def main(argv=None):
 
     if args.repeats > 0:
         rows = []
-        plain = lambda: refine()  # noqa: E731
+        plain = lambda: refine()
         for label, flags in alone:
             res = compare(lambda f=flags: refine(**f), plain, warmup=0, repeats=args.repeats, label=f"{label} vs plain")
             row = res.row()

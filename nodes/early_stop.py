@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import io
-
 import comfy.samplers
+from comfy_api.latest import io
 
 from ..samplers.early_stop import early_stop_sigmas, early_stopping_sampler
 from ..utils.checks import InputError, check_range

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-import torch
-from comfy_api.latest import io
-
 import comfy.sample
 import comfy.samplers
+import torch
 from comfy.k_diffusion.sampling import default_noise_sampler
+from comfy_api.latest import io
 
 from ..samplers.guidance import latent_flow
 from ..samplers.shared_noise import BLEND_MODES, SharedNoiseSampler, shared_step_noise
@@ -18,6 +17,7 @@ from ..utils.video import frame_count
 from ._types import Flow
 
 CATEGORY = "video-enhance-kit/zvrd"
+log = logging.getLogger(__name__)
 
 
 def parse_frame_weights(text: str):
@@ -138,7 +138,7 @@ def shared_noise_sampler(sampler, share_weight: float, flow=None, lam: float = 0
         import inspect
         params = inspect.signature(inner).parameters
         if "noise_sampler" not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            logging.warning("video-enhance-kit: sampler %s draws no per-step noise; Shared Noise Sampler changes nothing",
+            log.warning("video-enhance-kit: sampler %s draws no per-step noise; Shared Noise Sampler changes nothing",
                             getattr(inner, "__name__", inner))
             return sampler
     return comfy.samplers.KSAMPLER(sample_shared_noise, extra_options=dict(sampler.extra_options),

@@ -5,20 +5,25 @@ from __future__ import annotations
 import copy
 import logging
 
+import comfy.model_management
+import comfy.model_patcher
+import comfy.patcher_extension
 import torch
 import torch.nn.functional as F
 from comfy_api.latest import io
 
-import comfy.model_management
-import comfy.model_patcher
-import comfy.patcher_extension
-
-from ..samplers.guidance import LOSS_SPACES, GuidanceSettings, TemporalConsistencyGuidance, latent_flow
+from ..samplers.guidance import (
+    LOSS_SPACES,
+    GuidanceSettings,
+    TemporalConsistencyGuidance,
+    latent_flow,
+)
 from ..utils.checks import InputError, check_choice, check_range
 from ._common import throw_if_interrupted
 from ._types import Flow
 
 CATEGORY = "video-enhance-kit/zvrd"
+log = logging.getLogger(__name__)
 WRAPPER_KEY = "video_enhance_kit.temporal_guidance"
 FLOW_METHODS = ("classical",)
 
@@ -147,7 +152,7 @@ class TemporalConsistencyGuider:
                 to_rgb = vae_to_rgb(self.vae, patcher, video)
         embed = clip_embedder(self.clip_vision) if (self.clip_vision is not None and settings.gamma > 0) else None
         if embed is not None and to_rgb is None:
-            logging.warning("video-enhance-kit: no latent preview for this model and no VAE: semantic guidance is off")
+            log.warning("video-enhance-kit: no latent preview for this model and no VAE: semantic guidance is off")
         flow = None
         if self.flow is not None:
             flow = latent_flow(self.flow, frames, self.flow.size)
@@ -160,8 +165,8 @@ class TemporalConsistencyGuider:
         if guide is not None:
             runner.model_options = comfy.model_patcher.create_model_options_clone(self.inner.model_options)
 
-            def guided_predict(executor, x, timestep, model_options={}, seed=None):
-                x0 = executor(x, timestep, model_options, seed)
+            def guided_predict(executor, x, timestep, model_options=None, seed=None):
+                x0 = executor(x, timestep, {} if model_options is None else model_options, seed)
                 throw_if_interrupted()
                 return guide(x0, float(timestep.max()))
 

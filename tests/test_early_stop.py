@@ -2,8 +2,11 @@
 
 import pytest
 import torch
-
-from video_enhance_kit.samplers.early_stop import early_stop_index, early_stop_sigmas, early_stopping_sampler
+from video_enhance_kit.samplers.early_stop import (
+    early_stop_index,
+    early_stop_sigmas,
+    early_stopping_sampler,
+)
 from video_enhance_kit.utils.checks import InputError
 
 

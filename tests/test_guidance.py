@@ -3,10 +3,13 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from video_enhance_kit.samplers.guidance import (
-    GuidanceSettings, TemporalConsistencyGuidance, pixel_consistency_loss, semantic_consistency_loss,
-    subsample_flow)
+    GuidanceSettings,
+    TemporalConsistencyGuidance,
+    pixel_consistency_loss,
+    semantic_consistency_loss,
+    subsample_flow,
+)
 from video_enhance_kit.utils.checks import InputError
 
 
@@ -147,8 +150,10 @@ def test_subsample_flow_composes_translations():
     flow = torch.zeros(8, 2, 8, 12)
     flow[:, 0] = -1.0
     mask = torch.ones(8, 1, 8, 12)
+    mask[0, :, :, 5] = 0  # an occlusion in the first pair's chain shows up in the composed mask
     out, m = subsample_flow(flow, mask, 4)
-    assert out.shape == (2, 2, 8, 12)
+    assert out.shape == (2, 2, 8, 12) and m.shape == (2, 1, 8, 12)
+    assert float(m[1].min()) == 1.0 and float(m[0].min()) == 0.0
     assert torch.allclose(out[:, 0, :, 4:], torch.full((2, 8, 8), -4.0))
     with pytest.raises(InputError, match="flow"):
         subsample_flow(flow[:7], mask[:7], 4)

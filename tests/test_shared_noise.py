@@ -2,9 +2,13 @@
 
 import pytest
 import torch
-
 from video_enhance_kit.samplers.shared_noise import (
-    SharedNoiseSampler, blend_noise, mix_weights, share_noise, shared_step_noise)
+    SharedNoiseSampler,
+    blend_noise,
+    mix_weights,
+    share_noise,
+    shared_step_noise,
+)
 from video_enhance_kit.utils.checks import InputError
 
 

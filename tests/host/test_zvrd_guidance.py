@@ -7,9 +7,12 @@ in tests/test_guidance.py with a stand-in encoder; here the guider runs without 
 
 import pytest
 import torch
-
+from video_enhance_kit.nodes._host import (
+    ComfyHost,
+    describe_missing_comfyui,
+    find_comfyui,
+)
 from video_enhance_kit.samplers.guidance import pixel_consistency_loss
-from video_enhance_kit.nodes._host import ComfyHost, describe_missing_comfyui, find_comfyui
 from video_enhance_kit.utils.flow import VideoFlow
 
 if find_comfyui() is None:
@@ -37,7 +40,7 @@ def sd15(host):
     pos, = host.run_node("CLIPTextEncode", clip=clip, text="a sharp photo")
     neg, = host.run_node("CLIPTextEncode", clip=clip, text="blurry")
     latent = {"samples": torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
-    return dict(model=model, positive=pos, negative=neg, vae=vae, latent=latent, flow=pan_flow(3, 64, 64, 8.0))
+    return {"model": model, "positive": pos, "negative": neg, "vae": vae, "latent": latent, "flow": pan_flow(3, 64, 64, 8.0)}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,7 @@ def wan(host):
     pos, = host.run_node("CLIPTextEncode", clip=clip, text="a sharp video")
     neg, = host.run_node("CLIPTextEncode", clip=clip, text="")
     latent = {"samples": torch.randn(1, 16, 3, 8, 8, generator=torch.Generator().manual_seed(1))}
-    return dict(model=model, positive=pos, negative=neg, latent=latent, flow=pan_flow(9, 64, 64, 2.0))  # 9 frames -> T = 3
+    return {"model": model, "positive": pos, "negative": neg, "latent": latent, "flow": pan_flow(9, 64, 64, 2.0)}  # 9 frames -> T = 3
 
 
 def pan_flow(frames, h, w, dx):
@@ -73,7 +76,7 @@ def sample(host, m, noise, guider, sampler, sigmas):
 
 
 def guide(host, guider, scale=0.2, **kw):
-    args = dict(guider=guider, guidance_scale=scale, semantic_weight=1.0, pixel_start=0.0, loss_space="latent")
+    args = {"guider": guider, "guidance_scale": scale, "semantic_weight": 1.0, "pixel_start": 0.0, "loss_space": "latent"}
     args.update(kw)
     return host.run_node("VEK_TemporalConsistencyGuider", **args)[0]
 
