@@ -140,7 +140,6 @@ def calibrated_ksampler(inner: comfy.samplers.KSAMPLER, calibrator: Calibrator) 
     """
     inner_function = inner.sampler_function
 
-    @torch.no_grad()
     def sample_noise_calibrated(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
         extra_args = {} if extra_args is None else extra_args
         guider = model.inner_model  # KSamplerX0Inpaint -> the GUIDER (CFGGuider or any guider)
