@@ -299,3 +299,21 @@ def test_noise_rule_is_read_off_the_model(host, sd15, wan):
 
     with pytest.raises(error_of(host), match="model"):
         noise_rule(Squared(), torch.tensor(1.0), False, like)
+
+
+def test_reference_equal_to_the_latent_changes_nothing_and_a_different_one_is_used(host, sd15):
+    noise, guider, _, sigmas = custom_parts(host, sd15)
+    starts = {}
+    for key, ref in (("none", None), ("same", {"samples": sd15["latent"]["samples"].clone()}),
+                     ("other", {"samples": sd15["latent"]["samples"].flip(-1)})):
+        seen = []
+        extra = {} if ref is None else {"reference": ref}
+        host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=nc_sampler(host, recording(host, "euler", seen), 2, **extra),
+                      sigmas=sigmas, latent_image=sd15["latent"])
+        starts[key] = seen[0]
+    assert torch.allclose(starts["none"], starts["same"], atol=1e-5)
+    # with another reference the start is noised from it: its low band follows the reference's (flipped) layout
+    fft = host.pack_module("utils.fft")
+    low = lambda t: fft.low_pass(t, 0.25, "ideal")  # noqa: E731
+    ref_in = sd15["model"].model.process_latent_in(sd15["latent"]["samples"].flip(-1))
+    assert float((low(starts["other"]) - low(ref_in)).norm()) < float((low(starts["other"]) - low(ref_in.flip(-1))).norm())
