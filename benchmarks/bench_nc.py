@@ -27,7 +27,6 @@ import sys
 import time
 
 import torch
-
 from _bench import compare, print_table
 
 
@@ -46,7 +45,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from video_enhance_kit.nodes._host import ComfyHost, describe_missing_comfyui, find_comfyui
+    from video_enhance_kit.nodes._host import (
+        ComfyHost,
+        describe_missing_comfyui,
+        find_comfyui,
+    )
 
     if find_comfyui() is None:
         print(describe_missing_comfyui())

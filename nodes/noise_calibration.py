@@ -18,20 +18,33 @@ from __future__ import annotations
 
 import logging
 
-import torch
-from comfy_api.latest import io
-
 import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
 import latent_preview
+import torch
+from comfy_api.latest import io
 
-from ..samplers.noise_calibration import DEFAULT_CUTOFF, DEFAULT_ITERATIONS, MAX_ITERATIONS, calibrate_noise, check_calibration_args
-from ..utils.checks import InputError, check_choice, check_finite, check_range, check_sigmas
+from ..samplers.noise_calibration import (
+    DEFAULT_CUTOFF,
+    DEFAULT_ITERATIONS,
+    MAX_ITERATIONS,
+    calibrate_noise,
+    check_calibration_args,
+)
+from ..utils.checks import (
+    InputError,
+    check_choice,
+    check_finite,
+    check_range,
+    check_sigmas,
+)
 from ..utils.fft import DEFAULT_MASK, MASKS
 from ._common import latent_samples, throw_if_interrupted, with_samples
 from ._registry import CATEGORY
+
+log = logging.getLogger("video_enhance_kit.noise_calibration")
 
 FEATURE = f"{CATEGORY}/noise_calibration"
 DIMS = {"2d (per frame)": 2, "3d (spatio-temporal)": 3}
@@ -73,7 +86,7 @@ class Calibrator:
         conds = getattr(guider, "conds", None) or {}
         cond_only = not self.guided and conds.get("positive") is not None
         if not self.guided and not cond_only:
-            logging.warning("video-enhance-kit Noise Calibration: this guider has no 'positive' conditioning; calibrating with its guided prediction")
+            log.warning("video-enhance-kit Noise Calibration: this guider has no 'positive' conditioning; calibrating with its guided prediction")
         model_options = extra_args.get("model_options", {})
 
         def predict(x):
@@ -125,7 +138,7 @@ class Calibrator:
                 cutoff=self.cutoff, mask=self.mask, dims=self.dims, order=self.order, callback=on_call,
             )
         self.last_errors = result.lf_errors
-        logging.info("video-enhance-kit Noise Calibration: sigma %.4f, low-frequency error per call %s", float(sigma), ", ".join(f"{e:.4g}" for e in result.lf_errors))
+        log.info("video-enhance-kit Noise Calibration: sigma %.4f, low-frequency error per call %s", float(sigma), ", ".join(f"{e:.4g}" for e in result.lf_errors))
         throw_if_interrupted()
         # the sampler starts from a * latent_image + s * eps: with a reference that differs, shift eps accordingly
         eps_for_latent = result.noise + (a / s) * (x_ref - latent_image.float()) if self.reference is not None else result.noise

@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..utils.checks import InputError, check_finite, check_range, check_same_shape, check_tensor
+from ..utils.checks import (
+    InputError,
+    check_finite,
+    check_range,
+    check_same_shape,
+    check_tensor,
+)
 from ..utils.fft import DEFAULT_MASK, split_frequencies
 
 Denoiser = Callable[[torch.Tensor], torch.Tensor]

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from video_enhance_kit.utils import fft
 from video_enhance_kit.utils.checks import InputError
 

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-
 from video_enhance_kit.samplers import noise_calibration as nc
 from video_enhance_kit.utils import fft
 from video_enhance_kit.utils.checks import InputError
@@ -173,9 +172,9 @@ def test_same_result_for_4d_frames_and_5d_video(gen):
     video = sample_field((1, 4, 3, 8, 8), power, gen)
     e = torch.randn(video.shape, generator=gen, dtype=torch.float64)
     a, s = nc.kdiffusion_rule(2.0)
-    den = lambda x: gaussian_optimal_x0(x, a, s, power)  # noqa: E731
+    den = lambda x: gaussian_optimal_x0(x, a, s, power)
     v = nc.calibrate_noise(den, video, e, a, s, iterations=2).x_start
-    to_frames = lambda t: t[0].permute(1, 0, 2, 3)  # noqa: E731
+    to_frames = lambda t: t[0].permute(1, 0, 2, 3)
     f = nc.calibrate_noise(den, to_frames(video), to_frames(e), a, s, iterations=2).x_start
     assert torch.allclose(to_frames(v), f, atol=1e-12)
 

@@ -314,6 +314,6 @@ def test_reference_equal_to_the_latent_changes_nothing_and_a_different_one_is_us
     assert torch.allclose(starts["none"], starts["same"], atol=1e-5)
     # with another reference the start is noised from it: its low band follows the reference's (flipped) layout
     fft = host.pack_module("utils.fft")
-    low = lambda t: fft.low_pass(t, 0.25, "ideal")  # noqa: E731
+    low = lambda t: fft.low_pass(t, 0.25, "ideal")
     ref_in = sd15["model"].model.process_latent_in(sd15["latent"]["samples"].flip(-1))
     assert float((low(starts["other"]) - low(ref_in)).norm()) < float((low(starts["other"]) - low(ref_in.flip(-1))).norm())
