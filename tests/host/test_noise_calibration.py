@@ -317,3 +317,10 @@ def test_reference_equal_to_the_latent_changes_nothing_and_a_different_one_is_us
     low = lambda t: fft.low_pass(t, 0.25, "ideal")
     ref_in = sd15["model"].model.process_latent_in(sd15["latent"]["samples"].flip(-1))
     assert float((low(starts["other"]) - low(ref_in)).norm()) < float((low(starts["other"]) - low(ref_in.flip(-1))).norm())
+
+
+def test_empty_sigmas_name_the_input(host, sd15):
+    """SamplerCustomAdvanced returns the latent untouched for empty sigmas; called directly, the calibration names them."""
+    mod = host.pack_module("nodes.noise_calibration")
+    with pytest.raises(error_of(host), match="sigmas"):
+        mod.Calibrator(2).calibrate(None, None, torch.tensor([]), {}, sd15["latent"]["samples"], start_noise=sd15["latent"]["samples"])
