@@ -62,6 +62,35 @@ def moving_video(frames: int, size: int, shift: int, seed: int = 0):
     return clip.movedim(1, -1).contiguous(), VideoFlow(fwd, bwd, valid_f, valid_b)
 
 
+def core_overhead(frames: int, sizes=(8, 64), rounds: int = 5) -> None:
+    """Milliseconds one guidance step and one shared-noise draw add per sampling step (no model, no host)."""
+    import time
+
+    from video_enhance_kit.samplers.guidance import (
+        GuidanceSettings,
+        TemporalConsistencyGuidance,
+    )
+    from video_enhance_kit.samplers.shared_noise import shared_step_noise
+
+    print(f"\nCore cost per step ({frames} frames x 4 latent channels, median of {rounds}; the model call is not included)")
+    for h in sizes:
+        x = torch.randn(frames, 4, h, h)
+        back = torch.zeros(frames - 1, 2, h, h)
+        back[:, 0] = -1.0
+        mask = torch.ones(frames - 1, 1, h, h)
+        guide = TemporalConsistencyGuidance(GuidanceSettings(scale=0.2, gamma=0.0), flow=(back, mask))
+        for name, fn in (("guidance step", lambda g=guide, x=x: g(x, 0.1)),
+                         ("shared noise (flow blend)", lambda x=x, b=back, m=mask: shared_step_noise(x, 1.0, (b, m), 0.2))):
+            fn()
+            times = []
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            times.sort()
+            print(f"  {name:<26} {h}x{h} latents: {1000 * times[len(times) // 2]:.1f} ms")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--frames", type=int, default=16)
@@ -147,6 +176,7 @@ def main(argv=None):
         s = score(refine(**flags))
         print(f"{label:<22}{s['WE x100']:>10.3f}{s['MSE_l x100']:>12.3f}{s['SF']:>9.4f}", flush=True)
 
+    core_overhead(args.frames)
     if args.repeats > 0:
         rows = []
         plain = lambda: refine()

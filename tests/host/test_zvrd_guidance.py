@@ -199,3 +199,38 @@ def test_early_stop_equals_denoised_of_truncated_run(request, host, family, Inpu
         host.run_node("VEK_EarlyStopSampler", sampler=sampler, stop_step=0, stop_sigma=0.0, stop_fraction=0.0)
     with pytest.raises(InputError, match="sampler"):
         host.run_node("VEK_EarlyStopSampler", sampler="euler", stop_step=1, stop_sigma=0.0, stop_fraction=1.0)
+
+
+class _StandInVision(torch.nn.Module):
+    """A tiny module with CLIPVisionModelProjection's call signature: returns (hidden, intermediate, image_embeds)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 4, stride=4)
+
+    def forward(self, pixel_values, intermediate_output=None):
+        h = torch.relu(self.conv(pixel_values))
+        return h, h, h.mean((2, 3))
+
+
+def test_guider_semantic_term_through_clip_vision_adapter(host, sd15):
+    """No tiny CLIP vision checkpoint exists: a stand-in with CLIP vision's interface (weights made in inference mode,
+    as ComfyUI loads them) checks the node's differentiable preprocessing and the semantic term end to end."""
+    import comfy.model_patcher
+
+    with torch.inference_mode():
+        module = _StandInVision()
+    vision = type("StandInClipVision", (), {})()
+    vision.model = module
+    vision.patcher = comfy.model_patcher.ModelPatcher(module, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    vision.image_size, vision.image_mean, vision.image_std = 32, [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
+    vision.load_device = torch.device("cpu")
+    noise, guider, sampler, sigmas = parts(host, sd15)
+    plain, _ = sample(host, sd15, noise, guider, sampler, sigmas)
+    # pixel_start 1: no flow term at all, so any change comes from the semantic term
+    sem, _ = sample(host, sd15, noise, guide(host, guider, 0.2, pixel_start=1.0, clip_vision=vision), sampler, sigmas)
+    assert torch.isfinite(sem).all() and not torch.equal(sem, plain)
+    off, _ = sample(host, sd15, noise, guide(host, guider, 0.2, pixel_start=1.0, semantic_weight=0.0, clip_vision=vision),
+                    sampler, sigmas)
+    assert torch.equal(off, plain)
+    assert all(p.grad is None for p in module.parameters())
