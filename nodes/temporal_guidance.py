@@ -64,11 +64,10 @@ def vae_to_rgb(vae, model_patcher, video: bool):
     device, dtype = vae.device, vae.vae_dtype
 
     def to_rgb(x):
-        z = fmt.process_out(x).to(device, dtype)
-        if video:
-            out = decoder.decode(z.unsqueeze(2))[:, :, 0]
+        if video:  # each latent frame as a one-frame video [N, C, 1, h, w]
+            out = decoder.decode(fmt.process_out(x.unsqueeze(2)).to(device, dtype))[:, :, 0]
         else:
-            out = decoder.decode(z)
+            out = decoder.decode(fmt.process_out(x).to(device, dtype))
         return ((out.float() + 1.0) / 2.0).to(x.device)
 
     return to_rgb

@@ -234,3 +234,13 @@ def test_guider_semantic_term_through_clip_vision_adapter(host, sd15):
                     sampler, sigmas)
     assert torch.equal(off, plain)
     assert all(p.grad is None for p in module.parameters())
+
+
+def test_guider_pixel_space_on_video_latent(host, wan):
+    """Pixel loss on a 5-D latent: each latent frame is decoded on its own by the (causal) Wan VAE, differentiably."""
+    vae, = host.run_node("VAELoader", vae_name="vek-tiny-wan21-vae.safetensors")
+    noise, guider, sampler, sigmas = parts(host, wan, "euler")
+    short, = host.run_node("VEK_EarlyStopSigmas", sigmas=sigmas, stop_step=2, stop_sigma=0.0, stop_fraction=1.0)
+    plain, _ = sample(host, wan, noise, guider, sampler, short)
+    pix, _ = sample(host, wan, noise, guide(host, guider, 0.2, loss_space="pixel", vae=vae, flow=wan["flow"]), sampler, short)
+    assert pix.shape == plain.shape and torch.isfinite(pix).all() and not torch.equal(pix, plain)
