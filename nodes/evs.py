@@ -12,6 +12,7 @@ import comfy.patcher_extension
 import comfy.sample
 import comfy.samplers
 import comfy.utils
+import latent_preview
 import torch
 from comfy.ldm.modules.attention import optimized_attention
 from comfy_api.latest import io
@@ -90,6 +91,26 @@ def stage_sigmas(model, scheduler: str, steps: int, strength: float, name: str) 
 # ----------------------------------------------------------------------------------------- stage runners
 
 
+class Progress:
+    """One progress bar over every model call of both models, with latent previews of the x0 predictions."""
+
+    def __init__(self, total: int):
+        self.total, self.done = total, 0
+        self.pbar = comfy.utils.ProgressBar(total)
+        self.previewers = {}
+
+    def tick(self, model=None, x0=None) -> None:
+        self.done += 1
+        preview = None
+        if model is not None and x0 is not None:
+            key = type(model.model.latent_format)
+            if key not in self.previewers:
+                self.previewers[key] = latent_preview.get_previewer(model.load_device, model.model.latent_format)
+            if self.previewers[key] is not None:
+                preview = self.previewers[key].decode_latent_to_preview_image("JPEG", x0)
+        self.pbar.update_absolute(self.done, self.total, preview)
+
+
 def start_from(sampler, x_start: torch.Tensor):
     """A copy of a KSAMPLER that begins from the given internal-space latent instead of noising its input."""
     inner = sampler.sampler_function
@@ -111,9 +132,6 @@ class ComfyStage:
         self.guider.set_cfg(cfg)
         self.positive, self.negative = positive, negative
 
-    def to_internal(self, x):
-        return self.model.model.process_latent_in(x)
-
     def to_latent(self, x):
         return self.model.model.process_latent_out(x.to(torch.float32)).cpu()
 
@@ -122,7 +140,7 @@ class ComfyStage:
 
         def callback(step, x0, x, total):
             last["x0"] = x0
-            self.tick()
+            self.tick(self.model, x0)
 
         sampler = comfy.samplers.sampler_object(self.sampler_name)
         if start is not None:
@@ -136,7 +154,9 @@ class ComfyStage:
         """DDIM inversion of a clean LATENT over ``sigmas`` (cfg 1, positive prompt); the internal-space z_tV."""
         captured = {}
         rule = noising_rule(self.model)
-        tick = self.tick
+
+        def tick():
+            self.tick()
 
         def fn(model_k, x, sig, extra_args=None, callback=None, disable=None, **kwargs):
             extra_args = extra_args or {}
@@ -368,8 +388,7 @@ class EVSSampler(io.ComfyNode):
             if n_v > m_v:
                 raise InputError("t2v_block_steps", f"{n_v} is more than the {m_v} steps from t_V down", f"set t2v_block_steps between 1 and {m_v} (or 0 for all)")
             calls += n_v + (m_v if sfi else 0)
-        pbar = comfy.utils.ProgressBar(calls)
-        tick = lambda: pbar.update(1)
+        tick = Progress(calls).tick
 
         t2i = ComfyStage(interruptible(t2i_model), t2i_positive, t2i_negative, t2i_cfg, t2i_sampler, seed, tick)
         if t2v_enabled:
@@ -378,12 +397,13 @@ class EVSSampler(io.ComfyNode):
             v_model = interruptible(t2v_model)
             if injection is not None:
                 v_model = patch_feature_injection(v_model, injection)
-            t2v = ComfyStage(v_model, t2v_positive, t2v_negative, t2v_cfg, t2v_sampler, seed + 1, tick)
+            seed_v = (seed + 1) % 2**64
+            t2v = ComfyStage(v_model, t2v_positive, t2v_negative, t2v_cfg, t2v_sampler, seed_v, tick)
             block = T2VBlock(
                 lambda lat, nz, sig, start=None: t2v(lat, nz, sig, start),
                 sig_v,
                 n_v,
-                noise=lambda z_v: comfy.sample.prepare_noise(z_v, seed + 1),
+                noise=lambda z_v: comfy.sample.prepare_noise(z_v, seed_v),
                 invert=t2v.invert if sfi else None,
                 injection=injection,
                 bridge=bridge,

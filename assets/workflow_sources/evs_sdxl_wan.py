@@ -2,7 +2,7 @@
 
 TITLE = "EVS: SDXL detail + Wan 2.1 motion, bridged through the VAEs"
 DESCRIPTION = """
-Enhances the sample clip (upscaled 2x) with **EVS Sampler**: **SDXL** refines the frames by SDEdit (50 steps,
+Enhances the sample clip with **EVS Sampler**: **SDXL** refines the frames by SDEdit (50 steps,
 strength 0.4); once, at **t2v_at** 0.2, its predicted clean latent is decoded with the SDXL VAE, encoded with
 the **Wan 2.1** VAE, run through the [T2V] block (20-step schedule, strength 0.5 = 10 steps), and comes back
 the same way to finish the SDXL steps. The video must have 4k+1 frames (the sample has 25).
@@ -10,7 +10,8 @@ the same way to finish the SDXL steps. The video must have 4k+1 frames (the samp
 - Download `sd_xl_base_1.0.safetensors` (models/checkpoints), `wan2.1_t2v_1.3B_fp16.safetensors`
   (models/diffusion_models), `umt5_xxl_fp8_e4m3fn_scaled.safetensors` (models/text_encoders) and
   `wan_2.1_vae.safetensors` (models/vae). Wan 2.2 5B works the same way with its own VAE; Flux works as T2I.
-- SDXL is happiest near 1024 px: raise the upscale if you have the memory.
+- SDXL is happiest near 1024 px: raise **Upscale Image By** (1.0 here, 4.0 gives 1024 px) if you have the
+  memory; Wan 2.1 1.3B is trained at 480p.
 - **sfi** on Wan injects into the self-attention of the chosen DiT blocks (depth 0 = first block).
 """
 
@@ -24,7 +25,7 @@ PROMPT = {
     "5": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["2", 0], "shift": 8.0}},
     "6": {"class_type": "LoadVideo", "inputs": {"file": "vek_sample.mp4"}},
     "7": {"class_type": "GetVideoComponents", "inputs": {"video": ["6", 0]}},
-    "8": {"class_type": "ImageScaleBy", "inputs": {"image": ["7", 0], "upscale_method": "lanczos", "scale_by": 2.0}},
+    "8": {"class_type": "ImageScaleBy", "inputs": {"image": ["7", 0], "upscale_method": "lanczos", "scale_by": 1.0}},
     "9": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a sharp, detailed photo, high quality, fine texture"}},
     "10": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry, low quality, jpeg artifacts, noise"}},
     "11": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["3", 0], "text": "a smooth, consistent video, high quality"}},

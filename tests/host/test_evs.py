@@ -31,10 +31,10 @@ def latent(frames=3, size=4, seed=0):
 def settings(t2i, t2v, **over):
     model, pos, neg, _ = t2i
     vmodel, vpos, vneg, _ = t2v
-    kw = dict(t2i_model=model, t2i_positive=pos, t2i_negative=neg, t2v_model=vmodel, t2v_positive=vpos, t2v_negative=vneg,
-              seed=5, t2i_steps=10, t2i_strength=0.4, t2v_at=0.2, t2i_sampler="ddim", t2i_scheduler="ddim_uniform", t2i_cfg=3.0,
-              t2v_steps=4, t2v_strength=0.5, t2v_block_steps=0, t2v_sampler="euler", t2v_scheduler="sgm_uniform", t2v_cfg=1.0,
-              t2v_enabled=True, sfi=False, sfi_gamma=0.8, sfi_depth_min=0.0, sfi_depth_max=1.0, latent=latent())
+    kw = {"t2i_model": model, "t2i_positive": pos, "t2i_negative": neg, "t2v_model": vmodel, "t2v_positive": vpos, "t2v_negative": vneg,
+              "seed": 5, "t2i_steps": 10, "t2i_strength": 0.4, "t2v_at": 0.2, "t2i_sampler": "ddim", "t2i_scheduler": "ddim_uniform", "t2i_cfg": 3.0,
+              "t2v_steps": 4, "t2v_strength": 0.5, "t2v_block_steps": 0, "t2v_sampler": "euler", "t2v_scheduler": "sgm_uniform", "t2v_cfg": 1.0,
+              "t2v_enabled": True, "sfi": False, "sfi_gamma": 0.8, "sfi_depth_min": 0.0, "sfi_depth_max": 1.0, "latent": latent()}
     kw.update(over)
     return kw
 
@@ -113,20 +113,32 @@ def test_block_changes_result_and_sfi_injects(run_node, sd15, pack, monkeypatch)
     assert not torch.equal(sdedit["samples"], injected["samples"])
 
 
-def test_one_progress_bar_spans_both_models(run_prompt, sd15_prompt):
-    p = sd15_prompt(frames=3, size=32)
-    p["10"] = {"class_type": NODE, "inputs": {
-        "t2i_model": ["1", 0], "t2i_positive": ["2", 0], "t2i_negative": ["3", 0], "t2v_model": ["1", 0], "t2v_positive": ["2", 0],
-        "t2v_negative": ["3", 0], "seed": 1, "t2i_steps": 10, "t2i_strength": 0.4, "t2v_at": 0.2, "t2i_sampler": "ddim",
-        "t2i_scheduler": "ddim_uniform", "t2i_cfg": 3.0, "t2v_steps": 4, "t2v_strength": 0.5, "t2v_block_steps": 0,
-        "t2v_sampler": "euler", "t2v_scheduler": "sgm_uniform", "t2v_cfg": 1.0, "t2v_enabled": True, "sfi": True, "sfi_gamma": 0.8,
-        "sfi_depth_min": 0.0, "sfi_depth_max": 1.0, "latent": ["5", 0], "t2i_vae": ["1", 2]}}
-    p["6"]["inputs"]["samples"] = ["10", 0]
-    events = []
-    run_prompt(p, on_progress=lambda node, value, total: events.append((node, value, total)))
-    mine = [(v, t) for n, v, t in events if n == "10"]
-    assert mine and {t for _, t in mine} == {4 + 2 + 2}
-    assert [v for v, _ in mine] == list(range(1, 9))
+def test_one_progress_bar_spans_both_models(run_node, sd15, pack, monkeypatch):
+    """One ProgressBar whose total is every model call of both models (here SFI: 4 T2I + 2 inversion + 2 T2V)."""
+    import comfy.utils
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, total, node_id=None):
+            self.total, self.values = total, []
+            bars.append(self)
+
+        def update_absolute(self, value, total=None, preview=None):
+            self.values.append((value, total, preview is not None))
+
+    monkeypatch.setattr(comfy.utils, "ProgressBar", Recorder)
+    run_node(NODE, **settings(sd15, sd15, sfi=True))
+    assert len(bars) == 1 and bars[0].total == 4 + 2 + 2
+    assert [v for v, _, _ in bars[0].values] == list(range(1, 9))
+    # order: 2 T2I steps, 2 inversion calls, 2 T2V steps, 2 T2I steps; previews on sampling steps only when the
+    # host enables previews (ComfyUI's --preview-method; none by default)
+    import latent_preview
+    from comfy.cli_args import LatentPreviewMethod, args
+
+    with_previews = args.preview_method != LatentPreviewMethod.NoPreviews and latent_preview is not None
+    expected = [True] * 2 + [False] * 2 + [True] * 4 if with_previews else [False] * 8
+    assert [p for _, _, p in bars[0].values] == expected
 
 
 def test_interruption_between_model_calls(run_node, sd15):
@@ -155,22 +167,20 @@ def test_wan_through_the_vae_bridge(run_node, sd15, wan, pack, monkeypatch):
     monkeypatch.setattr(fi, "qkv", spy)
     t2v = counted(wan[0])
     before = snapshot(t2v)
-    kw = settings(sd15, (t2v, *wan[1:]), latent=latent(frames=5), t2i_vae=sd15[3], t2v_vae=wan[3], t2v_scheduler="simple", sfi=True,
+    kw = settings(sd15, (t2v, *wan[1:]), latent=latent(frames=5, size=2), t2i_vae=sd15[3], t2v_vae=wan[3], t2v_scheduler="simple", sfi=True,
                   sfi_gamma=1.0)
     out, image = run_node(NODE, **kw)
-    assert out["samples"].shape == (5, 4, 4, 4) and torch.isfinite(out["samples"]).all()
-    assert image.shape == (5, 32, 32, 3)
+    assert out["samples"].shape == (5, 4, 2, 2) and torch.isfinite(out["samples"]).all()
+    assert image.shape == (5, 16, 16, 3)
     assert t2v.vek_calls == 2 + 2
     assert seen["record"] == 2 * 2 and seen["inject"] == 2 * 2  # 2 Wan blocks x 2 calls, self-attention only
     assert snapshot(t2v) == before
 
 
 def test_errors_name_the_input(run_node, sd15, wan):
-    from comfy_api.latest import io  # noqa: F401  (ComfyUI present)
-
     cases = [
-        (settings(sd15, wan, latent=latent(frames=4), t2i_vae=sd15[3], t2v_vae=wan[3]), "latent"),
-        (settings(sd15, wan, latent=latent(frames=5), t2i_vae=sd15[3]), "t2v_vae"),
+        (settings(sd15, wan, latent=latent(frames=4, size=2), t2i_vae=sd15[3], t2v_vae=wan[3]), "latent"),
+        (settings(sd15, wan, latent=latent(frames=5, size=2), t2i_vae=sd15[3]), "t2v_vae"),
         (settings(sd15, sd15, t2v_at=0.5), "t2v_at"),
         (settings(wan, sd15), "t2i_model"),
         (settings(sd15, sd15, latent=latent(frames=1)), "latent"),
