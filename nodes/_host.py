@@ -42,6 +42,7 @@ ComfyUI's model folder ``<folder>`` (a new folder name is created), so your load
 from __future__ import annotations
 
 import asyncio
+import atexit
 import copy
 import json
 import logging
@@ -384,6 +385,20 @@ def _define_torchvision_ops() -> None:
     _define_torchvision_ops.lib = lib  # keep the library alive
 
 
+def _comfy_argv(device: str, extra: list[str] | None) -> list[str]:
+    """ComfyUI flags for ``device`` (see :meth:`ComfyHost.start`)."""
+    if device not in ("auto", "cpu", "gpu"):
+        raise HostError(f"device={device!r}: use 'auto', 'cpu' or 'gpu'")
+    if device == "auto":
+        import torch
+
+        accelerated = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or \
+            (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
+        device = "gpu" if accelerated else "cpu"
+    argv = ["--cpu"] if device == "cpu" else []
+    return argv + list(extra or [])
+
+
 class ComfyHost:
     """Real ComfyUI running in this process, with this pack loaded. One per process: use :meth:`start`.
 
@@ -411,6 +426,7 @@ class ComfyHost:
         self.pack_errors: list[str] = []
         self.builtin_import_failures: list[str] = []
         self.startup_s = 0.0
+        self.argv: list[str] = []  # the ComfyUI flags the host started with
         self._loop = asyncio.new_event_loop()
         self._server = _ServerStandIn()
         self._executor = None
@@ -436,6 +452,8 @@ class ComfyHost:
         tiny_models_dir: str | os.PathLike | None = None,
         strict: bool = True,
         extra_model_paths: dict[str, list[str]] | None = None,
+        device: str = "auto",
+        comfy_args: list[str] | None = None,
     ) -> "ComfyHost":
         """Start ComfyUI in this process (once; later calls return the same host).
 
@@ -443,12 +461,19 @@ class ComfyHost:
         temp/models go (default a new temp folder). ``tiny_models``: build (cached) and register the
         tiny models. ``strict``: raise :class:`HostError` if the pack failed to import.
         ``extra_model_paths``: ``{folder_name: [paths]}`` added to ComfyUI's model folders (real models).
+        ``device``: ``"cpu"``, ``"gpu"`` (ComfyUI picks the accelerator) or ``"auto"`` (gpu when torch sees
+        CUDA, XPU or MPS, else cpu; on cpu the host passes ``--cpu``, without which ComfyUI cannot start
+        on a CPU-only torch).
+        ``comfy_args``: more ComfyUI command-line flags (e.g. ``["--preview-method", "latent2rgb"]``).
+        Only the first call's ``device`` and ``comfy_args`` count.
         """
         if cls._instance is not None:
             host = cls._instance
             if comfyui is not None and Path(comfyui).resolve() != host.comfyui.resolve():
                 raise HostError(f"ComfyUI from {host.comfyui} is already running in this process; "
                                 f"cannot start a second one from {comfyui}")
+            if strict:
+                host.raise_for_pack_errors()
             if tiny_models and not host.tiny_models:
                 host.install_tiny_models(tiny_models_dir)
             if extra_model_paths:
@@ -459,15 +484,29 @@ class ComfyHost:
             raise HostError(describe_missing_comfyui(comfyui))
         work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="vek-comfy-"))
         host = cls(root, work)
+        if workdir is None and not os.environ.get("VEK_KEEP_WORKDIR"):
+            atexit.register(host._remove_workdir)  # set VEK_KEEP_WORKDIR=1 to keep it for debugging
         t0 = time.perf_counter()
-        host._boot(strict=strict)
+        host._boot(_comfy_argv(device, comfy_args))
+        if strict:
+            host.raise_for_pack_errors()
         if tiny_models:
             host.install_tiny_models(tiny_models_dir)
         if extra_model_paths:
             host._add_model_paths(extra_model_paths)
         host.startup_s = time.perf_counter() - t0
-        cls._instance = host
         return host
+
+    def raise_for_pack_errors(self) -> None:
+        """Raise :class:`HostError` with the import errors if the pack failed to load."""
+        if self.pack_errors:
+            raise HostError("video-enhance-kit failed to load in ComfyUI:\n" + "\n".join(self.pack_errors))
+
+    def _remove_workdir(self) -> None:
+        link = self.custom_nodes_dir / PACK_DIR_NAME
+        if link.is_symlink():
+            link.unlink()  # never descend into the pack
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _check_module_shadowing(self) -> None:
         for name in ("nodes", "utils", "server", "execution", "folder_paths", "comfy"):
@@ -479,7 +518,7 @@ class ComfyHost:
                 raise HostError(f"a module named {name!r} from {origin} is already imported and would shadow "
                                 f"ComfyUI's; start the host before importing it (never put the pack root on sys.path)")
 
-    def _boot(self, strict: bool) -> None:
+    def _boot(self, argv: list[str]) -> None:
         for d in (self.input_dir, self.output_dir, self.temp_dir, self.user_dir, self.models_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._check_module_shadowing()
@@ -489,7 +528,8 @@ class ComfyHost:
         _define_torchvision_ops()
 
         saved_argv = sys.argv
-        sys.argv = [os.path.join(root, "main.py"), "--cpu"]
+        self.argv = argv
+        sys.argv = [os.path.join(root, "main.py"), *argv]
         try:
             import comfy.options
 
@@ -534,6 +574,7 @@ class ComfyHost:
             def emit(self, record):
                 records.append(record)
 
+        type(self)._instance = self  # ComfyUI's node registry is being filled: never initialise it twice
         handler = _Collect(level=logging.WARNING)
         root_logger = logging.getLogger()
         root_logger.addHandler(handler)
@@ -561,8 +602,6 @@ class ComfyHost:
                     cls.GET_SCHEMA()
             except Exception:  # noqa: BLE001
                 self.pack_errors.append(traceback.format_exc())
-        if strict and self.pack_errors:
-            raise HostError("video-enhance-kit failed to load in ComfyUI:\n" + "\n".join(self.pack_errors))
 
         self._copy_sample_clips()
 
@@ -819,6 +858,9 @@ class ComfyHost:
         obj = cls if issubclass(cls, _ComfyNodeInternal) else cls()
         data = {k: [v] for k, v in inputs.items()}
         prompt_id = str(uuid.uuid4())
+        import nodes
+
+        nodes.interrupt_processing(False)  # a new execution starts uninterrupted, as every prompt does
         reset_progress_state(prompt_id, DynamicPrompt({}))  # no handler of an earlier prompt sees this node
         self._server.reset()
         self._server.on_progress = self.node_progress

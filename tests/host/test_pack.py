@@ -121,3 +121,49 @@ def test_tiny_wan_latent_sampling(comfy_host, run_prompt, wan_prompt):
     latent = load_file(str(next(f for f in result.files if f.suffix == ".latent")))["latent_tensor"]
     assert tuple(latent.shape) == (1, 16, 2, 4, 4)
     assert "2 CLIPLoader.type: 'wan' -> 'sd3'" in result.substitutions
+
+
+def test_tiny_models_are_detected_as_their_families(comfy_host, tiny_models):
+    import comfy.model_detection
+    import comfy.supported_models
+    import comfy.utils
+
+    sd = comfy.utils.load_torch_file(str(tiny_models["vek-tiny-sd15.safetensors"]))
+    config = comfy.model_detection.model_config_from_unet(sd, "model.diffusion_model.")
+    assert type(config) is comfy.supported_models.SD15
+    wan = comfy.utils.load_torch_file(str(tiny_models["vek-tiny-wan21.safetensors"]))
+    wconfig = comfy.model_detection.model_config_from_unet(wan, "")
+    assert type(wconfig) is comfy.supported_models.WAN21_T2V
+    assert wconfig.unet_config["dim"] == 128 and wconfig.unet_config["num_layers"] == 2
+    assert sum(v.numel() for v in wan.values()) < 1.5e6
+
+
+def test_tiny_model_builders_are_deterministic(comfy_host):
+    tm = comfy_host.pack_module("nodes._tiny_models")
+    a, b = tm.wan21_state_dict(), tm.wan21_state_dict()
+    assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a)
+    t = tm.taesd_state_dict()
+    assert any(k.startswith("taesd_decoder.") for k in t) and "vae_scale" in t
+
+
+def torch_equal(x, y):
+    import torch
+
+    return torch.equal(x, y)
+
+
+def test_run_node_progress_goes_to_the_callback(comfy_host, run_node):
+    import torch
+
+    seen = []
+    comfy_host.node_progress = lambda node, value, total: seen.append((node, value, total))
+    try:
+        model, clip, vae = run_node("CheckpointLoaderSimple", ckpt_name="vek-tiny-sd15.safetensors")
+        (pos,) = run_node("CLIPTextEncode", clip=clip, text="a ball")
+        latent = {"samples": torch.zeros(1, 4, 4, 4)}
+        (out,) = run_node("KSampler", model=model, seed=0, steps=2, cfg=1.0, sampler_name="euler", scheduler="normal",
+                          positive=pos, negative=pos, latent_image=latent, denoise=1.0)
+    finally:
+        comfy_host.node_progress = None
+    assert out["samples"].shape == (1, 4, 4, 4) and torch.isfinite(out["samples"]).all()
+    assert ("run_node", 2, 2) in seen
