@@ -33,11 +33,11 @@ from video_enhance_kit.nodes._host import (
     find_comfyui,
 )
 
+APPLY_MODEL = "apply_model"  # comfy.patcher_extension.WrappersMP.APPLY_MODEL (benchmarks import no ComfyUI module)
+
 
 def timed(model, clock):
     """A clone of ``model`` whose model calls add their duration to ``clock['model']``."""
-    import comfy.patcher_extension
-
     m = model.clone()
 
     def wrapper(executor, *args, **kwargs):
@@ -48,7 +48,7 @@ def timed(model, clock):
             clock["model"] += time.perf_counter() - t0
             clock["calls"] += 1
 
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "vek_bench_clock", wrapper)
+    m.add_wrapper_with_key(APPLY_MODEL, "vek_bench_clock", wrapper)
     return m
 
 
