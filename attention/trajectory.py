@@ -200,9 +200,8 @@ class SelfCorrectedTrajectories:
         self.stats = CorrectionStats()
 
     def reset(self) -> None:
-        """Forget the historically-best links (a new sampling run)."""
+        """Forget the historically-best links (a new sampling run); ``stats`` keep counting."""
         self.history.clear()
-        self.stats = CorrectionStats()
 
     def links(self, key, feats: torch.Tensor, size: tuple[int, int], flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, x0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(next_idx, prev_idx)`` ``[F-1, N]`` for one stream.

@@ -18,6 +18,8 @@ import logging
 import torch
 from comfy_api.latest import io
 
+import comfy.patcher_extension
+
 from ..attention.cross_frame import BOUNDARIES
 from ..attention.trajectory import SLRTemporalAttention
 from ..utils.checks import InputError, check_choice, check_range
@@ -87,8 +89,26 @@ class SLRPatch:
         self.last_sigma: float | None = None
         self.x0_sigma: float | None = None
 
+    def __deepcopy__(self, memo):
+        """ModelPatcher.clone deep-copies model_options: clones share this state (and its OUTER_SAMPLE reset)."""
+        return self
+
+    def reset(self) -> None:
+        """A new sampling run: forget x0_hat, its flow and the trajectory history of the previous one."""
+        self.layer.reset()
+        self.last_sigma = None
+        self.x0_sigma = None
+
+    def outer_sample(self, executor, *args, **kwargs):
+        """OUTER_SAMPLE wrapper: reset before each sampling run and drop x0_hat after it."""
+        self.reset()
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            self.reset()
+
     def _step(self, sigma: float) -> None:
-        """Detect a new sampling run (sigma went up) and forget the previous run's state."""
+        """Fallback when the OUTER_SAMPLE wrapper did not run: a new run shows as sigma going up."""
         if self.last_sigma is not None and sigma > self.last_sigma * (1 + 1e-5):
             self.layer.reset()
             self.x0_sigma = None
@@ -173,6 +193,7 @@ def slr_patch(model, cross_neighbour=True, trajectory=True, trajectory_start=DEF
         patched.set_model_attn1_replace(patch.attn1, "output", b)
     if trajectory:
         patched.set_model_sampler_post_cfg_function(patch.post_cfg)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, "video_enhance_kit_slr", patch.outer_sample)
     logging.info("video-enhance-kit SLR attention: output blocks %s, trajectory blocks %s, trajectory below sigma %.4g", blocks, sorted(trajectory_blocks), sigma_start)
     return patched, patch
 

@@ -56,7 +56,7 @@ def test_patched_clone_runs_with_cfg_and_leaves_the_input_untouched(host, sd15):
     assert torch.equal(before, after)  # the unpatched input model is bit-identical after the patched run
     # trajectory attention really ran (x0_hat of earlier steps, links chosen per token)
     slr = next(iter(replaced(patched).values())).__self__
-    assert slr.layer.x0 is not None and sum(slr.layer.corrector.stats.counts.values()) > 0
+    assert sum(slr.layer.corrector.stats.counts.values()) > 0
 
 
 def test_patch_survives_cloning_and_goes_with_the_clone(host, sd15):
@@ -64,6 +64,7 @@ def test_patch_survives_cloning_and_goes_with_the_clone(host, sd15):
     clone = patched.clone()
     assert set(replaced(clone)) == set(replaced(patched)) == {("output", 0), ("output", 1)}
     assert all(type(f.__self__).__name__ == "SLRPatch" for f in replaced(clone).values())
+    assert len({id(f.__self__) for f in list(replaced(clone).values()) + list(replaced(patched).values())}) == 1  # one shared state
     assert torch.equal(ksample(host, sd15, clone, steps=2), ksample(host, sd15, patched, steps=2))
     del clone, patched
     assert not replaced(sd15["model"])
@@ -157,3 +158,14 @@ def test_estimate_and_visualize_flow_nodes(host):
     with pytest.raises(Exception) as err:
         host.run_node("VEK_EstimateOpticalFlow", images=images[:1], method="auto", raft_weights="none")
     assert "images" in str(err.value)
+
+
+def test_each_sampling_run_starts_fresh(host, sd15):
+    """x0_hat and trajectory history never leak from one run into the next (same start sigma, other frame count)."""
+    patched = patch(host, sd15["model"], trajectory_start=0.0)
+    first = ksample(host, sd15, patched, steps=2)
+    state = next(iter(replaced(patched).values())).__self__
+    assert state.layer.x0 is None and not state.layer.corrector.history  # dropped after the run
+    more = dict(sd15, latent={"samples": torch.randn(FRAMES + 2, 4, 8, 8, generator=torch.Generator().manual_seed(5))})
+    assert ksample(host, more, patched, steps=2).shape[0] == FRAMES + 2  # no stale 3-frame x0 / flow
+    assert torch.equal(ksample(host, sd15, patched, steps=2), first)  # deterministic: nothing carried over
