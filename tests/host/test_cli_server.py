@@ -161,4 +161,4 @@ def test_example_workflow_through_post_prompt(server, tmp_path):
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert files and all(str(p) in out for p in files)
     assert all(p.parent.name == "previews" and p.read_bytes()[:4] == b"\x89PNG" for p in files)  # the report's plot
-    assert "(VEK_VideoQualityReport) shows:" in out and "PSNR" in out  # the report's table, printed
+    assert "shows:\n  Video Quality Report" in out and "PSNR" in out  # the report's table, printed
