@@ -814,7 +814,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check an installation: find ComfyUI, load the pack, run every example workflow with tiny models",
                             description="Find ComfyUI, load the pack, run every example workflow with tiny models, print a table.")
-    doctor.add_argument("--comfyui", metavar="PATH", help="ComfyUI folder (default: COMFYUI_PATH, or the custom_nodes this pack sits in)")
+    where = doctor.add_mutually_exclusive_group()
+    where.add_argument("--comfyui", metavar="PATH", help="ComfyUI folder (default: COMFYUI_PATH, or the custom_nodes this pack sits in)")
+    where.add_argument("--server", metavar="URL", help="check a running server instead (through POST /prompt); it must list the tiny models (see README)")
+    doctor.add_argument("--timeout", type=float, default=None, help="server mode: give up on a workflow after this many seconds")
     doctor.add_argument("--workflows", type=Path, default=PACK_ROOT / "example_workflows", help="folder of workflows to run (default: the pack's example_workflows)")
     doctor.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: a temporary folder)")
     doctor.add_argument("--max-steps", type=int, default=3, metavar="N", help="cap every sampler's steps at N (default 3, as the host tests do: every node still runs)")
@@ -881,6 +884,9 @@ def format_table(rows: list[tuple], header: tuple) -> str:
 def cmd_doctor(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
     import tempfile
 
+    if backend is None and getattr(args, "server", None):
+        out.write(f"ComfyUI server: {args.server}\n")
+        backend = ServerBackend(args.server, timeout=args.timeout, tiny=True)
     if backend is None:
         comfyui = locate_comfyui(args.comfyui)
         out.write(f"ComfyUI: {comfyui} ({comfyui_version(comfyui)})\n")
@@ -889,7 +895,7 @@ def cmd_doctor(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
         backend = InProcessBackend(comfyui, tiny=True, err=err, verbose=args.verbose)
     else:
         out_dir = args.out or Path(tempfile.mkdtemp(prefix="vek_doctor_"))
-    failures = backend.import_failures()
+    failures = backend.import_failures() if hasattr(backend, "import_failures") else {}
     object_info = backend.object_info()
     ours = sorted(k for k in object_info if k.startswith("VEK_"))
     builtin = backend.builtin_failures() if hasattr(backend, "builtin_failures") else []

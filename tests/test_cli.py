@@ -470,6 +470,22 @@ def test_server_interrupt_on_timeout(fake, ui_file, tmp_path, monkeypatch):
     assert code == cli.EXIT_FAILED and "timed out" in err and calls == ["interrupt"]
 
 
+def test_doctor_on_a_server(fake, tmp_path):
+    folder = tmp_path / "wfs"
+    folder.mkdir()
+    (folder / "ok.json").write_text(json.dumps(UI))
+    bad = json.loads(json.dumps(API))
+    bad["2"]["inputs"]["text"] = "boom"
+    (folder / "boom.json").write_text(json.dumps(bad))
+    code, out, err = run_main(["doctor", "--server", fake.url, "--workflows", str(folder), "--out", str(tmp_path / "o")])
+    assert code == cli.EXIT_FAILED
+    lines = out.splitlines()
+    assert lines[0] == f"ComfyUI server: {fake.url}"
+    assert any(line.startswith("ok.json") and " pass " in line for line in lines)
+    assert any(line.startswith("boom.json") and " FAIL " in line and "node 2 (FakeSampler) failed" in line for line in lines)
+    assert len(fake.prompts) == 2 and "doctor: ok.json: pass" in err
+
+
 class FakeBackend:
     """A stand-in for the in-process host, to test doctor's table and exit code."""
 
