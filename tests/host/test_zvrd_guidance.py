@@ -1,37 +1,30 @@
 """ZVRD sampler-side nodes inside real ComfyUI (tiny SD1.5 and Wan 2.1 models): Temporal Consistency Guider,
 Shared Noise, Shared Noise Sampler, Early Stop Sampler / Sigmas.
 
-No tiny CLIP vision model exists in the harness (ComfyUI fixes CLIP vision sizes), so the semantic term is tested
-in tests/test_guidance.py with a stand-in encoder; here the guider runs without clip_vision.
+No tiny CLIP vision checkpoint exists in the harness (ComfyUI fixes CLIP vision sizes): the semantic term is tested
+in tests/test_guidance.py with a stand-in encoder, and here through the node's CLIP vision adapter with a stand-in
+module that has CLIP vision's interface.
 """
 
 import pytest
 import torch
-from video_enhance_kit.nodes._host import (
-    ComfyHost,
-    describe_missing_comfyui,
-    find_comfyui,
-)
 from video_enhance_kit.samplers.guidance import pixel_consistency_loss
 from video_enhance_kit.utils.flow import VideoFlow
-
-if find_comfyui() is None:
-    pytest.skip(describe_missing_comfyui(), allow_module_level=True)
 
 STEPS = 3
 VP = "variance_preserving"
 
 
 @pytest.fixture(scope="module")
-def host():
-    torch.set_num_threads(1)
-    return ComfyHost.start(tiny_models=True)
+def host(comfy_host):
+    """The harness's ComfyUI (tests/host/conftest.py)."""
+    return comfy_host
 
 
 @pytest.fixture(scope="module")
-def InputError(host):
+def InputError(pack):
     """The pack's InputError as ComfyUI imported it (the pack loads under its folder's module name)."""
-    return host.pack_module("utils.checks").InputError
+    return pack("utils.checks").InputError
 
 
 @pytest.fixture(scope="module")
