@@ -49,6 +49,8 @@ def _tiny_venhancer_state_dict() -> dict[str, torch.Tensor]:
 TINY_VENHANCER = "vek-tiny-venhancer.safetensors"
 _tiny_models.register_tiny_model(_tiny_models.TinyModel(FOLDER, TINY_VENHANCER, _tiny_venhancer_state_dict, torch.float32))
 _host.register_tiny_substitution("VEK_VEnhancerModelLoader", lambda i: {**i, "ckpt_name": TINY_VENHANCER})
+# tiny runs (tests, doctor) keep the clip's size: the official >= 1.5x 720p output would take minutes on a CPU
+_host.register_tiny_substitution("VEK_VEnhancerUpscale", lambda i: {**i, "resolution_rule": "exact", "up_scale": 1.0, "padding": "minimal"})
 
 
 # ------------------------------------------------------------------------------------- loader
