@@ -237,3 +237,17 @@ def test_guider_pixel_space_on_video_latent(host, wan):
     plain, _ = sample(host, wan, noise, guider, sampler, short)
     pix, _ = sample(host, wan, noise, guide(host, guider, 0.2, loss_space="pixel", vae=vae, flow=wan["flow"]), sampler, short)
     assert pix.shape == plain.shape and torch.isfinite(pix).all() and not torch.equal(pix, plain)
+
+
+@pytest.mark.parametrize("kind", ["BasicGuider", "DualCFGGuider"])
+def test_guider_wraps_other_guiders(host, sd15, kind):
+    noise, _, sampler, sigmas = parts(host, sd15)
+    if kind == "BasicGuider":
+        inner, = host.run_node("BasicGuider", model=sd15["model"], conditioning=sd15["positive"])
+    else:
+        inner, = host.run_node("DualCFGGuider", model=sd15["model"], cond1=sd15["positive"], cond2=sd15["negative"],
+                               negative=sd15["negative"], cfg_conds=3.0, cfg_cond2_negative=2.0, style="regular")
+    plain, _ = sample(host, sd15, noise, inner, sampler, sigmas)
+    assert torch.equal(sample(host, sd15, noise, guide(host, inner, 0.0, flow=sd15["flow"]), sampler, sigmas)[0], plain)
+    on, _ = sample(host, sd15, noise, guide(host, inner, 0.2, flow=sd15["flow"]), sampler, sigmas)
+    assert torch.isfinite(on).all() and not torch.equal(on, plain)
