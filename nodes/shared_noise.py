@@ -15,6 +15,7 @@ from ..samplers.shared_noise import BLEND_MODES, SharedNoiseSampler, shared_step
 from ..utils.checks import InputError, check_range
 from ..utils.video import frame_count
 from ._types import Flow
+from .optical_flow import check_video_flow
 
 CATEGORY = "video-enhance-kit/zvrd"
 log = logging.getLogger(__name__)
@@ -117,6 +118,8 @@ class SharedNoise(io.ComfyNode):
         check_range(share_weight, "share_weight", 0.0, 1.0)
         check_range(blend_lambda, "blend_lambda", 0.0, 1.0)
         weights = parse_frame_weights(frame_weights)
+        if flow is not None:
+            check_video_flow(flow)
         return io.NodeOutput(SharedInitialNoise(noise_seed, share_weight, weights, flow, blend_lambda, blend_mode))
 
 
@@ -165,6 +168,8 @@ class SharedNoiseSamplerNode(io.ComfyNode):
     def execute(cls, sampler, share_weight, blend_lambda, blend_mode, flow=None) -> io.NodeOutput:
         check_range(share_weight, "share_weight", 0.0, 1.0)
         check_range(blend_lambda, "blend_lambda", 0.0, 1.0)
+        if flow is not None:
+            check_video_flow(flow)
         return io.NodeOutput(shared_noise_sampler(sampler, share_weight, flow, blend_lambda, blend_mode))
 
 

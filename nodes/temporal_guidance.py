@@ -21,6 +21,7 @@ from ..samplers.guidance import (
 from ..utils.checks import InputError, check_choice, check_range
 from ._common import throw_if_interrupted
 from ._types import Flow
+from .optical_flow import check_video_flow
 
 CATEGORY = "video-enhance-kit/zvrd"
 log = logging.getLogger(__name__)
@@ -225,6 +226,8 @@ class TemporalConsistencyGuiderNode(io.ComfyNode):
             raise InputError("guider", f"a {type(guider).__name__} is not a ComfyUI guider", "connect a CFGGuider, DualCFGGuider or BasicGuider output")
         if loss_space == "pixel" and vae is None:
             raise InputError("vae", "loss_space 'pixel' needs a VAE", "connect the model's VAE, or set loss_space to 'latent'")
+        if flow is not None:
+            check_video_flow(flow)
         settings = GuidanceSettings(scale=guidance_scale, gamma=semantic_weight, loss_space=loss_space).check()
         return io.NodeOutput(TemporalConsistencyGuider(guider, settings, pixel_start, flow, clip_vision, vae))
 

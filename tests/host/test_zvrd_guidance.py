@@ -137,6 +137,10 @@ def test_guider_errors(host, sd15, InputError):
         guide(host, guider, scale=-1.0)
     with pytest.raises(InputError, match="guider"):
         guide(host, "not a guider")
+    with pytest.raises(InputError, match="flow"):
+        guide(host, guider, flow=torch.zeros(2, 2, 8, 8))
+    with pytest.raises(InputError, match="flow"):
+        host.run_node("VEK_SharedNoise", noise_seed=1, share_weight=1.0, blend_lambda=0.5, blend_mode=VP, flow="x")
     noise, guider, sampler, sigmas = parts(host, sd15)
     one = dict(sd15, latent={"samples": torch.zeros(1, 4, 8, 8)})
     with pytest.raises(InputError, match="latent_image"):
