@@ -25,7 +25,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import shutil
 import sys
 import time
@@ -33,9 +32,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
 
@@ -135,7 +135,7 @@ class Override:
     raw: str
 
     @classmethod
-    def parse(cls, text: str) -> "Override":
+    def parse(cls, text: str) -> Override:
         target, sep, raw = text.partition("=")
         node_id, dot, name = target.strip().partition(".")
         if not sep or not dot or not node_id or not name:
@@ -406,6 +406,8 @@ class Progress:
                 self._print(bar, bar=True)
             elif value == total or value == 1:
                 self._print(bar)
+        elif name == "websocket_lost":
+            self._print(f"lost the websocket ({data.get('reason')}); waiting by polling /history")
         elif name == "execution_error":
             self.error = data
         elif name == "execution_interrupted":
@@ -513,7 +515,7 @@ class ServerClient:
             ws = websocket.WebSocket()
             ws.connect(f"{scheme}://{parsed.netloc}{parsed.path}/ws?clientId={self.client_id}", timeout=self.timeout)
             return ws
-        except Exception:
+        except Exception:  # noqa: BLE001  any failure to connect: poll /history instead
             return None
 
     def follow_websocket(self, ws, prompt_id: str, on_event: Callable[[str, Any], None], deadline: float | None) -> None:
@@ -599,8 +601,8 @@ class ServerBackend:
                         self.client.follow_websocket(ws, prompt_id, progress.event, deadline)
                     except CliError:
                         raise
-                    except Exception:  # a dropped connection: fall back to polling
-                        pass
+                    except Exception as e:  # noqa: BLE001  a dropped connection: fall back to polling
+                        progress.event("websocket_lost", {"reason": str(e)})
                 entry = self.client.poll(prompt_id, deadline)
             except (KeyboardInterrupt, CliError):
                 self.client.interrupt()  # Ctrl-C or --timeout: do not leave the server busy
@@ -877,7 +879,7 @@ def cmd_run(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
 def format_table(rows: list[tuple], header: tuple) -> str:
     rows = [tuple(str(c) for c in r) for r in rows]
     widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(header)]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
     return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])
 
 
@@ -922,7 +924,7 @@ def cmd_doctor(args, out=sys.stdout, err=sys.stderr, backend=None) -> int:
             status, message = ("pass", f"{len(result.files)} file(s)") if result.ok else ("FAIL", result.error)
         except CliError as e:
             status, message = "FAIL", str(e)
-        except Exception as e:  # doctor reports every workflow, whatever breaks
+        except Exception as e:  # noqa: BLE001  doctor reports every workflow, whatever breaks
             status, message = "FAIL", f"{type(e).__name__}: {e}"
         failed |= status != "pass"
         seconds = time.monotonic() - start

@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from video_enhance_kit import cli
 
 OBJECT_INFO = {
@@ -290,10 +289,10 @@ def test_exit_codes_for_usage_and_environment(tmp_path, monkeypatch):
 
 def test_module_entry_point_runs_without_comfyui(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "video_enhance_kit", "run", "--help"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "video_enhance_kit", "run", "--help"], capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
     assert proc.returncode == 0 and "--set NODE_ID.INPUT=VALUE" in proc.stdout
     code = "import sys, video_enhance_kit.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in ('comfy', 'folder_paths', 'execution', 'server', 'nodes')))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
     assert proc.stdout.strip() == "[]"
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from video_enhance_kit.utils.warp import warp
 
 ROOT = Path(__file__).resolve().parents[1]

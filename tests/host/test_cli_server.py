@@ -17,7 +17,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from video_enhance_kit import cli
 from video_enhance_kit.nodes import _tiny_models
 from video_enhance_kit.nodes._host import PACK_ROOT, api_to_ui
@@ -68,9 +67,9 @@ def server(comfy_host, tmp_path_factory):
            "--input-directory", str(work / "input"), "--output-directory", str(work / "output"),
            "--temp-directory", str(work / "temp"), "--user-directory", str(work / "user"),
            "--database-url", "sqlite:///:memory:"]
-    log = open(work / "server.log", "w")
-    proc = subprocess.Popen(cmd, cwd=comfyui, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    with open(work / "server.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=comfyui, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 240
         while True:
@@ -93,7 +92,6 @@ def server(comfy_host, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        log.close()
 
 
 def run_main(argv):
@@ -116,7 +114,7 @@ def test_server_run_ui_workflow_with_websocket_progress(server, object_info, sd1
     wf = tmp_path / "sd15_ui.json"
     wf.write_text(json.dumps(api_to_ui(prompt, object_info)))
     out_dir = tmp_path / "out"
-    code, out, err = run_main(["run", str(wf), "--server", server["url"], "--tiny", "--out", str(out_dir), "--set", "5.seed=11", "--timeout", "300"])
+    code, _, err = run_main(["run", str(wf), "--server", server["url"], "--tiny", "--out", str(out_dir), "--set", "5.seed=11", "--timeout", "300"])
     assert code == cli.EXIT_OK, err + server["log"].read_text()[-2000:]
     files = sorted(out_dir.glob("vek_srv_sd15_*.png"))
     assert len(files) == 2 and all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in files)  # fetched through /view
@@ -127,7 +125,7 @@ def test_server_run_ui_workflow_with_websocket_progress(server, object_info, sd1
 def test_server_run_video_uploads_sample_clip_and_fails_with_node(server, tmp_path):
     wf = tmp_path / "video.json"
     wf.write_text(json.dumps(VIDEO_PROMPT))
-    code, out, err = run_main(["run", str(wf), "--server", server["url"], "--out", str(tmp_path / "out"), "--no-websocket", "--timeout", "300"])
+    code, _, err = run_main(["run", str(wf), "--server", server["url"], "--out", str(tmp_path / "out"), "--no-websocket", "--timeout", "300"])
     assert code == cli.EXIT_OK, err
     assert (server["work"] / "input" / "vek_sample_tiny.mp4").read_bytes() == (ROOT / "assets" / "vek_sample_tiny.mp4").read_bytes()
     (video,) = (tmp_path / "out" / "video").glob("vek_srv_*.mp4")
