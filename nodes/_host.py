@@ -277,26 +277,32 @@ def substitute_tiny_models(prompt: dict) -> tuple[dict, list[str]]:
 
 
 def cap_steps(prompt: dict, max_steps: int) -> tuple[dict, list[str]]:
-    """A copy of ``prompt`` where every literal ``steps`` input is at most ``max_steps``.
+    """A copy of ``prompt`` where every literal ``steps`` or ``*_steps`` input is at most ``max_steps``.
 
-    ``start_at_step`` / ``end_at_step`` of the same node scale with it (KSamplerAdvanced and the like),
-    so a two-stage graph keeps its proportions. For fast smoke runs of user-sized workflows.
+    ``start_at_step`` / ``end_at_step`` of the same node scale with its ``steps`` (KSamplerAdvanced and
+    the like), so a two-stage graph keeps its proportions. For fast smoke runs of user-sized workflows.
     """
     out = copy.deepcopy(prompt)
     changes = []
     for node_id, node in out.items():
         inputs = node.get("inputs", {})
-        steps = inputs.get("steps")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps <= max_steps:
-            continue
-        factor = max_steps / steps
-        inputs["steps"] = max_steps
-        changes.append(f"{node_id} {node.get('class_type')}.steps: {steps} -> {max_steps}")
-        for key in ("start_at_step", "end_at_step"):
-            value = inputs.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value <= steps:
-                inputs[key] = int(round(value * factor))
-                changes.append(f"{node_id} {node.get('class_type')}.{key}: {value} -> {inputs[key]}")
+        ctype = node.get("class_type")
+        for name in list(inputs):
+            value = inputs[name]
+            if not (name == "steps" or name.endswith("_steps")) or isinstance(value, bool) or not isinstance(value, int):
+                continue
+            if value <= max_steps:
+                continue
+            inputs[name] = max_steps
+            changes.append(f"{node_id} {ctype}.{name}: {value} -> {max_steps}")
+            if name != "steps":
+                continue
+            factor = max_steps / value
+            for key in ("start_at_step", "end_at_step"):
+                edge = inputs.get(key)
+                if isinstance(edge, int) and not isinstance(edge, bool) and edge <= value:
+                    inputs[key] = int(round(edge * factor))
+                    changes.append(f"{node_id} {ctype}.{key}: {edge} -> {inputs[key]}")
     return out, changes
 
 

@@ -56,10 +56,13 @@ def test_cap_steps_scales_start_and_end():
     prompt = {"1": {"class_type": "KSamplerAdvanced", "inputs": {"steps": 20, "start_at_step": 10, "end_at_step": 10000}},
               "2": {"class_type": "KSampler", "inputs": {"steps": 2}},
               "3": {"class_type": "BasicScheduler", "inputs": {"steps": ["9", 0]}}}
+    prompt["4"] = {"class_type": "VEK_Two", "inputs": {"t2i_steps": 50, "t2v_block_steps": 0, "t2v_steps": 4,
+                                                      "calibration_steps": True}}
     out, changes = _host.cap_steps(prompt, 4)
     assert out["1"]["inputs"] == {"steps": 4, "start_at_step": 2, "end_at_step": 10000}
     assert out["2"]["inputs"]["steps"] == 2 and out["3"]["inputs"]["steps"] == ["9", 0]
-    assert prompt["1"]["inputs"]["steps"] == 20 and len(changes) == 2
+    assert out["4"]["inputs"] == {"t2i_steps": 4, "t2v_block_steps": 0, "t2v_steps": 4, "calibration_steps": True}
+    assert prompt["1"]["inputs"]["steps"] == 20 and len(changes) == 3
 
 
 def test_default_substitutions_do_not_replace_earlier_registrations():

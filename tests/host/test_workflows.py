@@ -1,8 +1,8 @@
 """Every example workflow converts (comfy-cli), validates and executes in real ComfyUI with tiny models.
 
 Tiny runs swap the model files for the tiny models, the sample clip for its 64 px / 9-frame variant,
-and cap every ``steps`` input at MAX_STEPS (start/end steps scale with it), so each workflow runs in
-seconds while every node of it executes for real.
+and cap every ``steps`` / ``*_steps`` input at MAX_STEPS (start/end steps scale with it), so each
+workflow runs in seconds on a free CPU core while every node of it executes for real.
 """
 
 from __future__ import annotations
