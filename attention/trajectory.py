@@ -142,8 +142,12 @@ def trajectory_attention(
     next_idx: torch.Tensor,
     prev_idx: torch.Tensor,
     budget: int = 1 << 24,
+    radius: int = 0,
 ) -> torch.Tensor:
     """Eq. 7 for one stream: ``q_hat, k, v [F, N, H * D]`` -> ``[F, N, H * D]``.
+
+    radius: how many frames on each side the trajectory reaches (0 = all frames, the paper); a
+    radius makes the cost linear in frames instead of quadratic.
 
     Token ``p`` of frame ``i`` attends to ``K, V`` at its trajectory positions in the other
     frames (``Traj - p``): one query against at most ``F - 1`` keys, so the softmax is written out
@@ -154,11 +158,12 @@ def trajectory_attention(
     if frames == 1:
         return q_hat.clone()
     out = torch.empty_like(q_hat)
-    chunk = max(1, min(n, budget // max(1, (frames - 1) * width)))
+    chunk = max(1, min(n, budget // max(1, (frames - 1) * width)))  # tokens per gather
     for i in range(frames):
+        lo, hi = (0, frames) if radius <= 0 else (max(0, i - radius), min(frames, i + radius + 1))
         pos = trajectory_of(i, next_idx, prev_idx)
-        others = torch.cat([pos[:i], pos[i + 1 :]])  # [F-1, N]
-        frame_ids = torch.cat([torch.arange(i), torch.arange(i + 1, frames)]).to(k.device)
+        others = torch.cat([pos[lo:i], pos[i + 1 : hi]])  # [T, N], T <= F-1 frames on the trajectory
+        frame_ids = torch.cat([torch.arange(lo, i), torch.arange(i + 1, hi)]).to(k.device)
         for s in range(0, n, chunk):
             idx = others[:, s : s + chunk]  # [F-1, c]
             valid = idx >= 0
@@ -245,7 +250,9 @@ class SLRTemporalAttention:
     (``set_x0``), both in frames' layout ``[F, ...]``; the node sets them between steps.
     """
 
-    def __init__(self, cross_neighbour: bool = True, trajectory: bool = True, window: int = 5, boundary: str = "clamp", flow_estimator=None):
+    def __init__(self, cross_neighbour: bool = True, trajectory: bool = True, window: int = 5, boundary: str = "clamp", flow_estimator=None, radius: int = 0):
+        check_range(radius, "trajectory_radius", 0, 1024, integer=True)
+        self.radius = radius
         self.cross_neighbour = cross_neighbour
         self.trajectory = trajectory
         self.boundary = boundary
@@ -303,5 +310,5 @@ class SLRTemporalAttention:
         for s in range(streams):
             sl = slice(s * frames, (s + 1) * frames)
             next_idx, prev_idx = self.corrector.links((layer, stream_ids[s]), k[sl], size, fwd, bwd, x0)
-            result[sl] = trajectory_attention(out[sl], k[sl], v[sl], heads, next_idx, prev_idx)
+            result[sl] = trajectory_attention(out[sl], k[sl], v[sl], heads, next_idx, prev_idx, radius=self.radius)
         return result

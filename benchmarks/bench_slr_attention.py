@@ -11,7 +11,7 @@ Two tables:
 For each frame count: the time ratio (patched / unpatched, median of alternating rounds) and the peak
 memory of both; ``peak / frames`` staying flat shows memory linear in frames. Run::
 
-    python benchmarks/bench_slr_attention.py [--frames 8 16 32] [--tokens 32] [--latent 16] [--skip-model]
+    python benchmarks/bench_slr_attention.py [--frames 8 16 32] [--tokens 32] [--latent 16] [--radius 0] [--skip-model]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _bench import compare, format_bytes, print_table  # noqa: E402
 
 
-def layer_rows(frame_counts, tokens: int, width: int = 320, heads: int = 8, repeats: int = 3, device=None) -> list[dict]:
+def layer_rows(frame_counts, tokens: int, width: int = 320, heads: int = 8, repeats: int = 3, device=None, radius: int = 0) -> list[dict]:
     from video_enhance_kit.attention.cross_frame import self_attention
     from video_enhance_kit.attention.trajectory import SLRTemporalAttention
 
@@ -37,7 +37,7 @@ def layer_rows(frame_counts, tokens: int, width: int = 320, heads: int = 8, repe
         q, k, v = (torch.randn(2 * frames, tokens * tokens, width, generator=g).to(device) for _ in range(3))
         flow = torch.full((frames - 1, 2, tokens, tokens), 1.0, device=device)
         x0 = torch.randn(frames, 4, tokens, tokens, generator=g).to(device)
-        slr = SLRTemporalAttention(window=5)
+        slr = SLRTemporalAttention(window=5, radius=radius)
         slr.set_flow(flow, -flow)
         slr.set_x0(x0)
 
@@ -47,7 +47,7 @@ def layer_rows(frame_counts, tokens: int, width: int = 320, heads: int = 8, repe
         def plain():
             return self_attention(q, k, v, heads)
 
-        res = compare(patched, plain, warmup=1, repeats=repeats, label=f"layer {frames} frames", device=device, show=False)
+        res = compare(patched, plain, warmup=1, repeats=repeats, label=f"layer {frames} frames" + (f", radius {radius}" if radius else ""), device=device, show=False)
         rows.append(summary(res, frames))
     return rows
 
@@ -101,9 +101,10 @@ def main() -> None:
     parser.add_argument("--latent", type=int, default=16, help="latent side for the model table (16 = 128 px)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--radius", type=int, default=0, help="trajectory_radius of the layer table (0 = all frames, the paper)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    rows = layer_rows(args.frames, args.tokens, repeats=args.repeats)
+    rows = layer_rows(args.frames, args.tokens, repeats=args.repeats, radius=args.radius)
     print_table(rows)
     if not args.skip_model:
         rows = model_rows(args.frames, args.latent, repeats=args.repeats)

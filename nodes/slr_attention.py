@@ -165,13 +165,14 @@ def latent_flow(x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return both[:n], both[n:]
 
 
-def slr_patch(model, cross_neighbour=True, trajectory=True, trajectory_start=DEFAULT_TRAJECTORY_START, output_blocks="all", search_window=DEFAULT_WINDOW, boundary="clamp", flow=None):
+def slr_patch(model, cross_neighbour=True, trajectory=True, trajectory_start=DEFAULT_TRAJECTORY_START, output_blocks="all", search_window=DEFAULT_WINDOW, boundary="clamp", flow=None, trajectory_radius=0):
     """A patched clone of ``model`` (the input is never modified) and its :class:`SLRPatch`."""
     check_range(trajectory_start, "trajectory_start", 0.0, 1.0)
     check_range(search_window, "search_window", 1, 15, integer=True)
     if search_window % 2 == 0:
         raise InputError("search_window", f"must be odd, got {search_window}", "use 1, 3, 5, 7, ...")
     check_choice(boundary, "boundary", BOUNDARIES)
+    check_range(trajectory_radius, "trajectory_radius", 0, 1024, integer=True)
     if flow is not None:
         check_video_flow(flow)
     if not cross_neighbour and not trajectory:
@@ -184,7 +185,7 @@ def slr_patch(model, cross_neighbour=True, trajectory=True, trajectory_start=DEF
     finest = min(available[b] for b in blocks)
     trajectory_blocks = {b for b in blocks if available[b] == finest}
     sigma_start = float(model.get_model_object("model_sampling").percent_to_sigma(trajectory_start))
-    layer = SLRTemporalAttention(cross_neighbour, trajectory, search_window, boundary, flow_estimator=latent_flow)
+    layer = SLRTemporalAttention(cross_neighbour, trajectory, search_window, boundary, flow_estimator=latent_flow, radius=trajectory_radius)
     if flow is not None:
         layer.set_flow(flow.forward, flow.backward)
     patch = SLRPatch(layer, trajectory_blocks, sigma_start)
@@ -219,14 +220,15 @@ class SLRTemporalAttentionNode(io.ComfyNode):
                 io.String.Input("output_blocks", default="all", tooltip="Decoder (output) blocks whose self-attention is replaced: 'all' (paper: the whole decoder) or a comma list such as '3,4,5,6,7,8,9,10,11' (SD1.5) / '0,1,2,3,4,5' (SDXL)."),
                 io.Int.Input("search_window", default=DEFAULT_WINDOW, min=1, max=15, step=2, tooltip="Side (odd, in attention tokens) of the square searched around the flow's match for the most similar token (similarity-based trajectory)."),
                 io.Combo.Input("boundary", options=list(BOUNDARIES), default="clamp", tooltip="First/last frame's missing neighbour: clamp = the frame itself (frame 0 attends to frames 0 and 1); reflect = the mirrored frame (frame 0 attends to frame 1 only)."),
+                io.Int.Input("trajectory_radius", default=0, min=0, max=1024, tooltip="Frames on each side a trajectory reaches: 0 = all frames (paper; cost grows with frames squared), e.g. 8 keeps long videos fast (cost linear in frames)."),
                 Flow.Input("flow", optional=True, tooltip="Optional flow of the input video (Estimate Optical Flow, same frame count). Without it the flow is estimated from x0 during sampling."),
             ],
             outputs=[io.Model.Output(display_name="model", tooltip="A patched copy of the model; the input model is unchanged.")],
         )
 
     @classmethod
-    def execute(cls, model, cross_neighbour=True, trajectory=True, trajectory_start=DEFAULT_TRAJECTORY_START, output_blocks="all", search_window=DEFAULT_WINDOW, boundary="clamp", flow=None) -> io.NodeOutput:
-        patched, _ = slr_patch(model, cross_neighbour, trajectory, trajectory_start, output_blocks, search_window, boundary, flow)
+    def execute(cls, model, cross_neighbour=True, trajectory=True, trajectory_start=DEFAULT_TRAJECTORY_START, output_blocks="all", search_window=DEFAULT_WINDOW, boundary="clamp", trajectory_radius=0, flow=None) -> io.NodeOutput:
+        patched, _ = slr_patch(model, cross_neighbour, trajectory, trajectory_start, output_blocks, search_window, boundary, flow, trajectory_radius)
         return io.NodeOutput(patched)
 
 

@@ -156,3 +156,19 @@ def test_slr_errors_name_inputs(gen):
     assert err.value.input_name == "flow"
     with pytest.raises(InputError):
         SelfCorrectedTrajectories(window=4)
+
+
+def test_trajectory_radius_limits_the_frames_attended(gen):
+    frames, shift = 5, (1, 0)
+    v = translated(gen, frames, shift)
+    k = translated(gen, frames, shift)
+    q = torch.randn(frames, H * W, D, generator=gen)
+    nxt = link_targets(flow_links(constant_flow(frames - 1, shift), (H, W)))
+    prv = link_targets(flow_links(constant_flow(frames - 1, (-1, 0)), (H, W)))
+    full = trajectory_attention(q, k, v, HEADS, nxt, prv)
+    near = trajectory_attention(q, k, v, HEADS, nxt, prv, radius=1)
+    assert torch.allclose(near[2], full[2], atol=1e-5)  # translated content: same answer from the neighbours
+    far = v.clone()
+    far[4] += 10.0  # change frame 4: frame 0 with radius 1 (frames 0-1) must not see it
+    assert torch.equal(trajectory_attention(q, k, far, HEADS, nxt, prv, radius=1)[0], near[0])
+    assert not torch.allclose(trajectory_attention(q, k, far, HEADS, nxt, prv)[0], full[0])

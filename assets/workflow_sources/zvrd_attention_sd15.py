@@ -29,7 +29,7 @@ PROMPT = {
     "7": {"class_type": "VAEEncode", "inputs": {"pixels": ["4", 0], "vae": ["1", 2]}},
     "8": {"class_type": "VEK_SLRTemporalAttention", "inputs": {
         "model": ["1", 0], "cross_neighbour": True, "trajectory": True, "trajectory_start": 0.9, "output_blocks": "all",
-        "search_window": 5, "boundary": "clamp"}},
+        "search_window": 5, "boundary": "clamp", "trajectory_radius": 0}},
     "9": {"class_type": "KSampler", "inputs": {"model": ["1", 0], **_SAMPLE}, "_meta": {"title": "SDEdit (plain SD1.5)"}},
     "10": {"class_type": "KSampler", "inputs": {"model": ["8", 0], **_SAMPLE}, "_meta": {"title": "SDEdit + SLR temporal attention"}},
     "11": {"class_type": "VAEDecode", "inputs": {"samples": ["9", 0], "vae": ["1", 2]}},
