@@ -89,13 +89,14 @@ class GuidanceSettings:
 
     scale: s, step size in units of x0's RMS (0 disables). gamma: weight of the semantic term (Eq. 10).
     pixel_sigma: the pixel term is used only when the step's sigma <= pixel_sigma (T_TC). loss_space:
-    ``"latent"`` or ``"pixel"``.
+    ``"latent"`` or ``"pixel"``. chunk: frames per decoder / image-encoder pass (bounds their memory).
     """
 
     scale: float = 0.2
     gamma: float = 1.0
     pixel_sigma: float = float("inf")
     loss_space: str = "latent"
+    chunk: int = 4
 
     def check(self):
         check_range(self.scale, "guidance_scale", 0.0, 10.0)
@@ -103,6 +104,7 @@ class GuidanceSettings:
         if not self.pixel_sigma >= 0:
             raise InputError("pixel_start", f"gives a negative noise level {self.pixel_sigma}", "set pixel_start in [0, 1]")
         check_choice(self.loss_space, "loss_space", LOSS_SPACES)
+        check_range(self.chunk, "chunk", 1, None, integer=True)
         return self
 
 
@@ -154,26 +156,49 @@ class TemporalConsistencyGuidance:
             mask = None if mask is None else resize_mask(mask.float(), size)
         return backward.to(self._device), None if mask is None else mask.to(self._device)
 
-    def video_loss(self, x0: torch.Tensor, sigma: float, video: int = 0) -> torch.Tensor:
-        """Eq. 10 for one video's frames ``[F, C, H, W]`` at noise level ``sigma`` (differentiable in x0)."""
+    def video_gradient(self, x0: torch.Tensor, sigma: float, video: int = 0) -> torch.Tensor | None:
+        """``d L_TC / d x0`` (Eq. 10) for one video's frames ``[F, C, H, W]`` at noise level ``sigma``; None if no term applies.
+
+        The decoder (``to_rgb``) and the encoder (``embed``) run ``settings.chunk`` frames at a time: their outputs are
+        computed without a graph, the loss is differentiated with respect to them, and the gradient is pulled back
+        through each chunk by a vector-Jacobian product (exact; memory of one chunk's graph, one extra forward pass).
+        """
         s = self.settings
         self._device = x0.device
         use_pixel = sigma <= s.pixel_sigma
         use_semantic = self.embed is not None and s.gamma > 0 and self.to_rgb is not None
-        rgb = self.to_rgb(x0) if (s.loss_space == "pixel" or use_semantic) else None
-        target = rgb if s.loss_space == "pixel" else x0
+        x_leaf = x0.detach().requires_grad_(True)
+        rgb = rgb_leaf = emb_leaf = None
+        if s.loss_space == "pixel" or use_semantic:
+            rgb = chunked_forward(self.to_rgb, x0, s.chunk)
+            rgb_leaf = rgb.requires_grad_(True)
+        target = rgb_leaf if s.loss_space == "pixel" else x_leaf
         pixel = semantic = None
         if use_pixel:
             flow = self._flow_at(video, target.shape[-2:], x0.shape[0])
             if flow is not None:
                 pixel = pixel_consistency_loss(target, *flow)
         if use_semantic:
-            semantic = semantic_consistency_loss(self.embed(rgb))
+            emb_leaf = chunked_forward(self.embed, rgb, s.chunk).requires_grad_(True)
+            semantic = semantic_consistency_loss(emb_leaf)
         if self.flow is None and self.estimate_flow is not None:
             while len(self._previous) <= video:
                 self._previous.append(None)
             self._previous[video] = target.detach().clamp(0, 1) if s.loss_space == "pixel" else target.detach()
-        return temporal_consistency_loss(pixel, semantic, s.gamma)
+        total = temporal_consistency_loss(pixel, semantic, s.gamma)
+        if not isinstance(total, torch.Tensor) or not total.requires_grad:
+            return None
+        leaves = [t for t in (x_leaf, rgb_leaf, emb_leaf) if t is not None]
+        grads = dict(zip(map(id, leaves), torch.autograd.grad(total, leaves, allow_unused=True)))
+        g_x = grads[id(x_leaf)]
+        g_rgb = grads.get(id(rgb_leaf)) if rgb_leaf is not None else None
+        if emb_leaf is not None and grads[id(emb_leaf)] is not None:
+            g_sem = chunked_vjp(self.embed, rgb.detach(), grads[id(emb_leaf)], s.chunk)
+            g_rgb = g_sem if g_rgb is None else g_rgb + g_sem
+        if g_rgb is not None:
+            g_dec = chunked_vjp(self.to_rgb, x0.detach(), g_rgb, s.chunk)
+            g_x = g_dec if g_x is None else g_x + g_dec
+        return g_x
 
     def __call__(self, x0: torch.Tensor, sigma: float) -> torch.Tensor:
         """Guided x0 prediction: one normalised gradient step on L_TC w.r.t. x0 (``[F, C, H, W]`` or ``[B, C, T, H, W]``)."""
@@ -185,15 +210,30 @@ class TemporalConsistencyGuidance:
         if per < 2:
             return x0
         with torch.inference_mode(False), torch.enable_grad():
-            leaf = frames.detach().clone().float().requires_grad_(True)
-            total = 0.0
-            for v in range(videos):
-                total = total + self.video_loss(leaf[v * per:(v + 1) * per], float(sigma), v)
-            if not isinstance(total, torch.Tensor) or not total.requires_grad:
-                return x0
-            (grad,) = torch.autograd.grad(total, leaf)
-        guided = normalised_step(frames.detach().float(), grad.detach(), self.settings.scale)
+            work = frames.detach().clone().float()
+            grads = [self.video_gradient(work[v * per:(v + 1) * per], float(sigma), v) for v in range(videos)]
+        if all(g is None for g in grads):
+            return x0
+        grad = torch.cat([torch.zeros_like(work[:per]) if g is None else g.detach() for g in grads])
+        guided = normalised_step(frames.detach().float(), grad, self.settings.scale)
         return from_frames(guided.to(x0.dtype), batch)
+
+
+def chunked_forward(fn: Callable, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``fn(x)`` computed ``chunk`` frames at a time without an autograd graph (a plain, detached tensor)."""
+    with torch.no_grad():
+        return torch.cat([fn(x[i:i + chunk]) for i in range(0, x.shape[0], max(1, chunk))]).detach()
+
+
+def chunked_vjp(fn: Callable, x: torch.Tensor, grad_out: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``(d fn / d x)^T grad_out`` for a frame-wise ``fn``, recomputing ``fn`` with a graph ``chunk`` frames at a time."""
+    parts = []
+    for i in range(0, x.shape[0], max(1, chunk)):
+        leaf = x[i:i + chunk].detach().requires_grad_(True)
+        out = fn(leaf)
+        (g,) = torch.autograd.grad(out, leaf, grad_out[i:i + chunk].to(out.dtype), allow_unused=True)
+        parts.append(torch.zeros_like(leaf) if g is None else g)
+    return torch.cat(parts)
 
 
 def subsample_flow(backward: torch.Tensor, mask: torch.Tensor | None, stride: int):
