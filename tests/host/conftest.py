@@ -21,11 +21,17 @@ Session fixtures (all take no arguments; use them as test parameters):
                   ``result.success``, ``result.error`` (``node_id``, ``node_type``, ``message``,
                   ``exception_type``), ``result.node_errors`` (validation). ``result.outputs[node_id]`` is the
                   node's UI output (e.g. ``{"images": [{"filename", "subfolder", "type"}]}``),
-                  ``result.files`` the files written, ``result.timings`` seconds per node. Other keywords:
-                  ``on_progress(node_id, value, max)``, ``fresh=True`` (drop ComfyUI's output cache).
+                  ``result.files`` the files written (output and temp folders), ``result.timings`` seconds
+                  per node, ``result.substitutions`` what the tiny run changed. Other keywords:
+                  ``on_progress(node_id, value, max)``, ``fresh=True`` (drop ComfyUI's output cache, which
+                  otherwise reuses unchanged nodes such as loaders across runs), ``max_steps=N`` (cap every
+                  ``steps`` / ``*_steps`` input). Tiny runs also load ``vek_sample_tiny.mp4`` (64 px,
+                  9 frames) where the prompt names ``vek_sample.mp4``.
 ``run_node``      ``run_node(class_type, **inputs) -> tuple``: execute ONE node class with Python values
                   exactly as ComfyUI calls it (V3 class clone, inference mode); returns one value per output
-                  (``.ui`` holds the UI dict). Exceptions (e.g. the pack's InputError) propagate.
+                  (``.ui`` holds the UI dict). Exceptions (e.g. the pack's InputError) propagate. Progress:
+                  set ``comfy_host.node_progress = fn(node_id, value, max)`` (node_id is "run_node").
+                  Model files: name the tiny ones (``vek-tiny-sd15.safetensors`` ...): no substitution here.
 ``run_workflow``  ``run_workflow(path_or_dict, tiny=True, check=True, overrides=None, **kw) -> RunResult``:
                   a UI- or API-format workflow; ``overrides={"NODE_ID.input": value}``.
 ``pack``          ``pack("utils.flow")``: the pack's module as ComfyUI imported it (build inputs whose
