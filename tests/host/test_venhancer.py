@@ -118,3 +118,25 @@ def test_prompt_with_loaders_progress_and_save(run_prompt):
     ticks = [v for n, v, m in seen if str(n) == "7" and m == 14 * 2]  # one tick per model call (cond + uncond)
     assert ticks == list(range(1, 29))
     assert any(str(f).endswith(".mp4") for f in result.files)
+
+
+def test_cancel_stops_sampling_between_model_calls(run_node, parts, monkeypatch):
+    import comfy.model_management as mm
+    import comfy.utils
+
+    ticks = []
+    original = comfy.utils.ProgressBar.update
+
+    def update(self, value):
+        ticks.append(value)
+        if len(ticks) == 3:  # the user presses Cancel during the third model call
+            mm.interrupt_current_processing(True)
+        return original(self, value)
+
+    monkeypatch.setattr(comfy.utils.ProgressBar, "update", update)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            upscale(run_node, parts, clip(frames=2, h=16, w=16), cfg=1.0)
+    finally:
+        mm.interrupt_current_processing(False)
+    assert len(ticks) == 3  # stopped before the fourth call
