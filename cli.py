@@ -568,6 +568,10 @@ class ServerBackend:
         if not self.tiny:
             return prompt
         prompt, self.substitutions = tiny_prompt(prompt)
+        # loaders whose substitution is registered only inside the server (a pack's node file): a missing
+        # model file becomes the tiny model the server lists for that input
+        prompt, more = server_tiny_choices(prompt, self.object_info())
+        self.substitutions += more
         missing = missing_choices(prompt, self.object_info())
         if missing:
             from .nodes import _tiny_models
@@ -673,15 +677,40 @@ def tiny_prompt(prompt: dict) -> tuple[dict, list[str]]:
     return _host_module().substitute_tiny_models(prompt)
 
 
+def _choices(spec: list | None):
+    if not spec:
+        return None
+    if isinstance(spec[0], (list, tuple)):
+        return list(spec[0])
+    if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], dict):
+        return list(spec[1].get("options") or [])
+    return None
+
+
+def server_tiny_choices(prompt: dict, object_info: dict) -> tuple[dict, list[str]]:
+    """A copy of ``prompt`` where a combo value the host lacks is replaced by the ``vek-tiny-*`` file it offers there."""
+    prompt = json.loads(json.dumps(prompt))
+    changes = []
+    for node_id, node in prompt.items():
+        for name, value in node.get("inputs", {}).items():
+            choices = _choices(input_spec(object_info, node.get("class_type"), name))
+            if not choices or not isinstance(value, str) or value in choices or value in SAMPLE_CLIPS:
+                continue
+            tiny = sorted(c for c in choices if isinstance(c, str) and c.startswith("vek-tiny-"))
+            if tiny:
+                node["inputs"][name] = tiny[0]
+                changes.append(f"{node_id} {node['class_type']}.{name}: {value!r} -> {tiny[0]!r} (the server's tiny model)")
+    return prompt, changes
+
+
 def missing_choices(prompt: dict, object_info: dict) -> list[str]:
     """``node.input=value`` for combo values the host does not offer (e.g. model files it lacks)."""
     missing = []
     for node_id, node in prompt.items():
         for name, value in node.get("inputs", {}).items():
-            spec = input_spec(object_info, node.get("class_type"), name)
-            if not spec or not isinstance(value, str):
+            choices = _choices(input_spec(object_info, node.get("class_type"), name))
+            if not isinstance(value, str):
                 continue
-            choices = spec[0] if isinstance(spec[0], (list, tuple)) else (spec[1].get("options") if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], dict) else None)
             if choices is not None and value not in choices and value not in SAMPLE_CLIPS:
                 missing.append(f"node {node_id} {name}={value}")
     return missing

@@ -485,6 +485,19 @@ def test_doctor_on_a_server(fake, tmp_path):
     assert len(fake.prompts) == 2 and "doctor: ok.json: pass" in err
 
 
+def test_server_tiny_choice_for_loaders_registered_in_the_server():
+    info = {"VEK_Loader": {"input": {"required": {"ckpt_name": [["vek-tiny-x.safetensors", "other.pt"], {}]}}},
+            "NoTiny": {"input": {"required": {"name": ["COMBO", {"options": ["a.pt"]}]}}}}
+    prompt = {"1": {"class_type": "VEK_Loader", "inputs": {"ckpt_name": "venhancer_v2.pt"}},
+              "2": {"class_type": "NoTiny", "inputs": {"name": "b.pt"}},
+              "3": {"class_type": "VEK_Loader", "inputs": {"ckpt_name": "other.pt"}}}
+    out, changes = cli.server_tiny_choices(prompt, info)
+    assert out["1"]["inputs"]["ckpt_name"] == "vek-tiny-x.safetensors" and prompt["1"]["inputs"]["ckpt_name"] == "venhancer_v2.pt"
+    assert out["3"]["inputs"]["ckpt_name"] == "other.pt"  # a file the server has stays
+    assert changes == ["1 VEK_Loader.ckpt_name: 'venhancer_v2.pt' -> 'vek-tiny-x.safetensors' (the server's tiny model)"]
+    assert cli.missing_choices(out, info) == ["node 2 name=b.pt"]
+
+
 class FakeBackend:
     """A stand-in for the in-process host, to test doctor's table and exit code."""
 
