@@ -16,8 +16,7 @@ official one (2,044,809,796 parameters). Attention runs through ``torch.nn.funct
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F

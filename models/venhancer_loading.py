@@ -37,7 +37,7 @@ def read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]
         sd, meta = {}, {}
         with safe_open(path, framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
-            for k in f.keys():
+            for k in f.keys():  # noqa: SIM118 (safe_open is not a dict)
                 sd[k] = f.get_tensor(k)
         return sd, meta
     if lower.endswith(PICKLE_SUFFIXES):
@@ -145,4 +145,4 @@ def save_venhancer(model: VEnhancerUNet, path: str, dtype: torch.dtype | None = 
     save_file(sd, path, metadata={"venhancer_config": json.dumps(cfg)})
 
 
-__all__ = ["CheckpointError", "read_state_dict", "infer_config", "check_keys", "load_venhancer", "save_venhancer", "OFFICIAL_CONFIG"]
+__all__ = ["OFFICIAL_CONFIG", "CheckpointError", "check_keys", "infer_config", "load_venhancer", "read_state_dict", "save_venhancer"]

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 NUM_TIMESTEPS = 1000
 T_START = 899  # official total_noise_levels 900 - 1
@@ -78,7 +77,7 @@ class VEnhancerSchedule:
     sigmas: torch.Tensor  # [1000] VP sigma_t
 
     @classmethod
-    def official(cls) -> "VEnhancerSchedule":
+    def official(cls) -> VEnhancerSchedule:
         return cls(vp_sigmas())
 
     @property
@@ -389,11 +388,11 @@ def venhancer_sample(
     windows = make_chunks(lat.shape[2], inputs.interp, chunk_length, chunk_overlap) or [(0, lat.shape[2])]
     vp_s, vp_a = schedule.sigmas.to(dev), schedule.alphas.to(dev)
     if noise_sampler is None and eta:
-        noise_sampler = lambda s, s_next: torch.randn(lat.shape, generator=generator, dtype=torch.float32).to(lat)  # noqa: E731
+        noise_sampler = lambda s, s_next: torch.randn(lat.shape, generator=generator, dtype=torch.float32).to(lat)
 
     def predict_x0(xt: torch.Tensor, t: int, sl: slice) -> torch.Tensor:
         tt = torch.full((xt.shape[0],), t, device=dev, dtype=torch.long)
-        kw = dict(hint=hint, t_hint=t_hint, s_cond=s_cond_t, mask_cond=inputs.mask_cond[:, sl])
+        kw = {"hint": hint, "t_hint": t_hint, "s_cond": s_cond_t, "mask_cond": inputs.mask_cond[:, sl]}
         if on_model_call:
             on_model_call()
         v = model(xt, tt, inputs.context, **kw)

@@ -1,12 +1,10 @@
 """VEnhancer checkpoint loading: .pt (weights only), safetensors (fp32/fp16), strict key checks, refusals."""
 
-import collections
 import os
 
 import pytest
 import torch
 from safetensors.torch import save_file
-
 from video_enhance_kit.models import venhancer as V
 from video_enhance_kit.models import venhancer_loading as L
 

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from video_enhance_kit.models import venhancer as V
 
 MANIFEST = Path(__file__).parent / "data" / "venhancer_state_dict_manifest.tsv"
@@ -125,7 +124,7 @@ def test_temporal_transformer_mixes_frames_spatial_does_not(gen):
 def test_half_precision_matches_fp32(gen, dtype):
     model = randomize(V.build_venhancer(TINY), gen)
     x, ctx, hint, mask = tiny_inputs(gen)
-    kw = dict(hint=hint, t_hint=torch.tensor([199]), s_cond=torch.tensor([8]), mask_cond=mask)
+    kw = {"hint": hint, "t_hint": torch.tensor([199]), "s_cond": torch.tensor([8]), "mask_cond": mask}
     with torch.no_grad():
         ref = model(x, torch.tensor([500]), ctx, **kw)
         half = model.to(dtype)(x, torch.tensor([500]), ctx, **kw)

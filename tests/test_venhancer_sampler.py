@@ -1,10 +1,8 @@
 """VEnhancer sampling: schedule, timesteps, chunks, padding and the solver, against the facts file."""
 
-import math
 
 import pytest
 import torch
-
 from video_enhance_kit.models import venhancer as V
 from video_enhance_kit.samplers import venhancer as S
 
@@ -50,7 +48,7 @@ def test_chunk_windows_match_the_facts():
 
 
 def test_chunks_start_on_key_frames():
-    for interp in range(0, 9):
+    for interp in range(9):
         frames = 17 * (interp + 1) + 1
         for a, _ in S.make_chunks(frames, interp) or []:
             assert a % (interp + 1) == 0

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from video_enhance_kit.nodes._host import describe_missing_comfyui, find_comfyui
 
 if find_comfyui() is None:

@@ -1,0 +1,134 @@
+"""VEnhancer benchmark: peak memory and time of one sampling run versus frames, and SDPA versus naive attention.
+
+Usage::
+
+    python benchmarks/bench_venhancer.py                  # small config, frames 8 32 64 96, CPU or CUDA
+    python benchmarks/bench_venhancer.py --frames 8 32 --size 18x32 --device cuda --official-width
+
+Part 1 runs the whole fast-mode sampler (14 steps, cfg 1 so one call per window and step) on random
+weights, each frame count in a fresh subprocess (so the CPU RSS peak is not hidden by memory an earlier
+run left to the allocator), with the official 32-frame windows and, for contrast, with one window
+holding every frame. Memory should stay flat beyond one window with chunking and grow without it.
+Part 2 times one network forward with torch SDPA against a naive softmax(QK^T/sqrt(d))V.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+from _bench import compare, format_bytes, peak_memory, print_table
+from video_enhance_kit.models import venhancer as V
+from video_enhance_kit.samplers import venhancer as S
+
+
+def config(official_width: bool) -> V.VEnhancerConfig:
+    if official_width:  # the comparison config: width 320, (1, 1, 1, 4), one res block, context 1024
+        return V.VEnhancerConfig(model_channels=320, channel_mult=(1, 1, 1, 4), num_res_blocks=1, context_dim=1024)
+    return V.VEnhancerConfig(model_channels=64, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=2, head_dim=32, context_dim=64, temporal_heads=2)
+
+
+def build(cfg, device, dtype):
+    torch.manual_seed(0)
+    model = V.build_venhancer(cfg, dtype=dtype).to(device)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.normal_(0, 0.02)
+    return model
+
+
+def one_run(frames: int, size: tuple[int, int], chunk: int, device: str, official_width: bool, mode: str = "fast", steps: int = 15) -> dict:
+    """Peak memory and seconds of one sampling run of ``frames`` frames (interp 1: half are key frames)."""
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    cfg = config(official_width)
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    model = build(cfg, device, dtype)
+    g = torch.Generator().manual_seed(0)
+    h, w = size
+    interp = 1
+    keys = (frames - 1) // (interp + 1) + 1
+    frames = (keys - 1) * (interp + 1) + 1
+    lat = torch.randn(1, cfg.in_channels, frames, h, w, generator=g).to(device)
+    ctx = torch.randn(1, 77, cfg.context_dim, generator=g).to(device)
+    inputs = S.VEnhancerInputs(lat, torch.tensor([S.make_mask_cond(keys, interp)], device=device), ctx, ctx, interp)
+
+    def run():
+        with torch.no_grad():
+            return S.venhancer_sample(model, inputs, cfg=1.0, mode=mode, steps=steps, chunk_length=chunk, generator=torch.Generator().manual_seed(1))
+
+    t0 = time.perf_counter()
+    peak = peak_memory(run, device=device)
+    seconds = time.perf_counter() - t0
+    return {"frames": frames, "bytes": peak.bytes, "method": peak.method, "seconds": seconds}
+
+
+def attention_compare(device: str, official_width: bool, frames: int, size: tuple[int, int]):
+    cfg = config(official_width)
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    model = build(cfg, device, dtype)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, cfg.in_channels, frames, *size, generator=g).to(device)
+    ctx = torch.randn(1, 77, cfg.context_dim, generator=g).to(device)
+    t = torch.tensor([500], device=device)
+
+    def forward(kernel):
+        def fn():
+            V.set_attention_kernel(kernel)
+            try:
+                with torch.no_grad():
+                    return model(x, t, ctx)
+            finally:
+                V.set_attention_kernel("sdpa")
+        return fn
+
+    return compare(forward("sdpa"), forward("naive"), warmup=1, repeats=3, label=f"forward, {frames} frames {size[0]}x{size[1]} latent: SDPA vs naive", device=device, show=False)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, nargs="+", default=[8, 32, 64, 96])
+    ap.add_argument("--size", default="18x16", help="latent HxW (H = 2 mod 2^levels)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--official-width", action="store_true", help="width 320, (1,1,1,4), context 1024 instead of the small config")
+    ap.add_argument("--mode", default="fast", choices=["fast", "normal"], help="solver mode (fast: 14 calls per window)")
+    ap.add_argument("--steps", type=int, default=15, help="normal-mode steps (e.g. 2 for a quick CPU run)")
+    ap.add_argument("--no-unchunked", action="store_true", help="skip the single-window contrast runs")
+    ap.add_argument("--attention-frames", type=int, default=32, help="frames of the SDPA vs naive forward")
+    ap.add_argument("--one", nargs=2, type=int, metavar=("FRAMES", "CHUNK"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    size = tuple(int(v) for v in args.size.lower().split("x"))
+
+    if args.one:
+        print(json.dumps(one_run(args.one[0], size, args.one[1], args.device, args.official_width, args.mode, args.steps)))
+        return
+
+    rows = []
+    for frames in args.frames:
+        modes = [("32-frame windows", 32)] + ([] if args.no_unchunked else [("one window", max(frames, 32))])
+        for name, chunk in modes:
+            cmd = [sys.executable, __file__, "--one", str(frames), str(chunk), "--size", args.size, "--device", args.device,
+                   "--mode", args.mode, "--steps", str(args.steps)]
+            cmd += ["--official-width"] if args.official_width else []
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            r = json.loads(out)
+            windows = S.make_chunks(r["frames"], 1, chunk) or [(0, r["frames"])]
+            rows.append({"frames": r["frames"], "mode": name, "windows": len(windows), "peak memory": format_bytes(r["bytes"]),
+                         "seconds": f"{r['seconds']:.1f}"})
+            print(rows[-1], flush=True)
+    calls = len(S.model_call_timesteps(args.mode, args.steps))
+    print(f"\nVEnhancer sampling ({args.mode}, {calls} calls per window), cfg 1, {'official-width' if args.official_width else 'small'} config, latent {args.size}, {args.device} ({r['method']})")
+    print_table(rows)
+
+    result = attention_compare(args.device, args.official_width, args.attention_frames, size)
+    print("\nAttention: torch SDPA (fn) vs naive softmax(QK^T)V (baseline); ratio < 1 = SDPA faster")
+    print_table([result.row()])
+
+
+if __name__ == "__main__":
+    main()
