@@ -14,6 +14,10 @@ model and the same-space T2V stand-in, so it needs COMFYUI_PATH or the pack insi
   also DDIM-inverts (4 more T2V calls).
 
     python benchmarks/bench_evs.py [--frames 8] [--size 256] [--repeats 3] [--sfi]
+
+Measured (2-core CPU shared with other jobs, ``--frames 4 --size 128 --repeats 3``): overhead outside the
+models 0.14 % for EVS (0.16 % for a plain KSamplerAdvanced run); EVS / naive cascade wall time 0.990
+(median of 3 alternating rounds, 24 model calls each).
 """
 
 from __future__ import annotations
@@ -112,8 +116,7 @@ def main() -> None:
     print(f"{args.frames} frames, {args.size} px (latent {side}), tiny SD1.5 as T2I and T2V, CFG 7.5 / 1, sfi={args.sfi}, "
           f"torch threads {args.threads}")
     print_table(rows)
-    result = compare(evs, cascade, warmup=0, repeats=args.repeats, label="EVS / naive cascade (Eq. 7), same step counts")
-    print_table([result.row()])
+    compare(evs, cascade, warmup=0, repeats=args.repeats, label="EVS / naive cascade (Eq. 7), same step counts")  # prints its row
 
 
 if __name__ == "__main__":
