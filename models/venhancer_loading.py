@@ -42,7 +42,12 @@ def read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]
         return sd, meta
     if lower.endswith(PICKLE_SUFFIXES):
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            try:  # memory-mapped: the 8 GB fp32 file is not read into RAM at once
+                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as err:
+                if "mmap" not in str(err):
+                    raise
+                obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
         except pickle.UnpicklingError as err:
             raise CheckpointError(
                 f"{name}: refused, its pickle needs code execution to load ({str(err).splitlines()[0]}). "
@@ -130,7 +135,8 @@ def load_venhancer(path: str, dtype: torch.dtype = torch.float16, config: VEnhan
     with torch.device("meta"):
         model = VEnhancerUNet(cfg)
     check_keys(sd, model, os.path.basename(path))
-    sd = {k: v.to(dtype) for k, v in sd.items()}
+    for k in list(sd):  # convert one tensor at a time (peak: the file's mapping plus the new weights)
+        sd[k] = sd[k].to(dtype=dtype, copy=True).contiguous()
     model.load_state_dict(sd, strict=True, assign=True)
     return model.eval().requires_grad_(False)
 

@@ -116,3 +116,9 @@ def test_not_a_venhancer_checkpoint(tmp_path):
     with pytest.raises(L.CheckpointError, match="unknown checkpoint format"):
         (tmp_path / "x.gguf").write_bytes(b"0")
         L.load_venhancer(str(tmp_path / "x.gguf"))
+
+
+def test_legacy_non_zip_pt_loads(tmp_path, tiny):
+    path = tmp_path / "legacy.pt"
+    torch.save(tiny.state_dict(), path, _use_new_zipfile_serialization=False)
+    assert same_weights(L.load_venhancer(str(path), dtype=torch.float32, config=TINY), tiny)
