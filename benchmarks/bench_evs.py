@@ -17,7 +17,8 @@ model and the same-space T2V stand-in, so it needs COMFYUI_PATH or the pack insi
 
 Measured (2-core CPU shared with other jobs, ``--frames 4 --size 128 --repeats 3``): overhead outside the
 models 0.14 % for EVS (0.16 % for a plain KSamplerAdvanced run); EVS / naive cascade wall time 0.990
-(median of 3 alternating rounds, 24 model calls each).
+(median of 3 alternating rounds, 24 model calls each). With ``--sfi --repeats 2``: 28 model calls (4 more for
+the inversion, at cfg 1), overhead 0.25 %, EVS / cascade 1.033.
 """
 
 from __future__ import annotations
