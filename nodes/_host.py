@@ -250,6 +250,11 @@ def _tiny_defaults() -> None:
         return {**i, "file": SAMPLE_CLIP_TINY.name} if i.get("file") == SAMPLE_CLIP.name else i
 
     register_tiny_substitution("LoadVideo", video)
+    register_tiny_substitution("VEK_VEnhancerModelLoader", lambda i: {**i, "ckpt_name": tm.VENHANCER})
+    # tiny runs keep the clip's size: the official >= 1.5x 720p output would take minutes on a CPU
+    register_tiny_substitution(
+        "VEK_VEnhancerUpscale", lambda i: {**i, "resolution_rule": "exact", "up_scale": 1.0, "padding": "minimal"}
+    )
 
 
 _tiny_defaults()

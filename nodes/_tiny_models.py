@@ -49,6 +49,7 @@ CLIP_L = "vek-tiny-clip-l.safetensors"
 WAN21_MODEL = "vek-tiny-wan21.safetensors"
 WAN21_VAE = "vek-tiny-wan21-vae.safetensors"
 TAESD_VAE = "vek-tiny-taesd.safetensors"
+VENHANCER = "vek-tiny-venhancer.safetensors"  # built by nodes/venhancer.py (needs the network)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from ..models.venhancer import latent_size_ok
 from ..models.venhancer_loading import CheckpointError, load_venhancer
 from ..samplers import venhancer as S
 from ..utils.checks import InputError, check_choice, check_range
-from . import _host, _tiny_models
+from . import _tiny_models
 from ._common import image_frames, throw_if_interrupted
 
 CATEGORY = "video-enhance-kit/venhancer"
@@ -46,11 +46,10 @@ def _tiny_venhancer_state_dict() -> dict[str, torch.Tensor]:
     return _tiny_models._fill(_tiny_models._module_state(build_venhancer(cfg)), seed=7007)
 
 
-TINY_VENHANCER = "vek-tiny-venhancer.safetensors"
+TINY_VENHANCER = _tiny_models.VENHANCER
 _tiny_models.register_tiny_model(_tiny_models.TinyModel(FOLDER, TINY_VENHANCER, _tiny_venhancer_state_dict, torch.float32))
-_host.register_tiny_substitution("VEK_VEnhancerModelLoader", lambda i: {**i, "ckpt_name": TINY_VENHANCER})
-# tiny runs (tests, doctor) keep the clip's size: the official >= 1.5x 720p output would take minutes on a CPU
-_host.register_tiny_substitution("VEK_VEnhancerUpscale", lambda i: {**i, "resolution_rule": "exact", "up_scale": 1.0, "padding": "minimal"})
+# The tiny-run substitutions of the two VEnhancer nodes live with the other defaults in nodes/_host.py, so that
+# `run --server --tiny` (a CLI process that never imports this file) applies them too.
 
 
 # ------------------------------------------------------------------------------------- loader

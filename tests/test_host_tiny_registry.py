@@ -2,6 +2,7 @@
 
 import importlib.util
 import sys
+import subprocess
 from pathlib import Path
 
 import torch
@@ -69,3 +70,18 @@ def test_default_substitutions_do_not_replace_earlier_registrations():
     before = _host.TINY_SUBSTITUTIONS["CheckpointLoaderSimple"]
     _host._tiny_defaults()
     assert _host.TINY_SUBSTITUTIONS["CheckpointLoaderSimple"] is before
+
+
+def test_venhancer_substitutions_apply_without_importing_the_node_file():
+    # `run --server --tiny` never imports nodes/venhancer.py (it imports ComfyUI): the defaults must cover it.
+    code = (
+        "import sys\n"
+        "from video_enhance_kit.nodes import _host\n"
+        "p = {'1': {'class_type': 'VEK_VEnhancerUpscale', 'inputs': {'up_scale': 4.0}},\n"
+        "     '2': {'class_type': 'VEK_VEnhancerModelLoader', 'inputs': {'ckpt_name': 'venhancer_v2.pt'}}}\n"
+        "out, _ = _host.substitute_tiny_models(p)\n"
+        "assert 'video_enhance_kit.nodes.venhancer' not in sys.modules\n"
+        "print(out['1']['inputs']['up_scale'], out['1']['inputs']['padding'], out['2']['inputs']['ckpt_name'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1.0", "minimal", "vek-tiny-venhancer.safetensors"]
