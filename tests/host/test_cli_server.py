@@ -7,6 +7,7 @@ launcher that defines torchvision's missing C++ op schemas first (CPU torch, see
 """
 
 import io
+import re
 import json
 import shutil
 import socket
@@ -160,3 +161,11 @@ def test_example_workflow_through_post_prompt(server, tmp_path):
     assert files and all(str(p) in out for p in files)
     assert all(p.parent.name == "previews" and p.read_bytes()[:4] == b"\x89PNG" for p in files)  # the report's plot
     assert "shows:\n  Video Quality Report" in out and "PSNR" in out  # the report's table, printed
+
+
+def test_doctor_runs_every_example_workflow_through_post_prompt(server, tmp_path):
+    """`doctor --server`: every example workflow, UI format as shipped, through POST /prompt with tiny models."""
+    code, out, err = run_main(["doctor", "--server", server["url"]])
+    assert code == cli.EXIT_OK, out + err + server["log"].read_text()[-2000:]
+    for wf in sorted((ROOT / "example_workflows").glob("*.json")):
+        assert re.search(rf"^{re.escape(wf.name)}\s+pass\b", out, re.M), out
