@@ -1,15 +1,7 @@
 """Example workflow: VEnhancer space-time super-resolution of a clip (LoadVideo -> VEnhancer Upscale -> SaveVideo)."""
 
-POSITIVE_SUFFIX = (
-    ", Cinematic, High Contrast, highly detailed, taken using a Canon EOS R camera, hyper detailed photo - "
-    "realistic maximum detail, 32k, Color Grading, ultra HD, extreme meticulous detailing, skin pore detailing, "
-    "hyper sharpness, perfect without deformations."
-)
-NEGATIVE_PROMPT = (
-    "painting, oil painting, illustration, drawing, art, sketch, oil painting, cartoon, CG Style, 3D render, "
-    "unreal engine, blurring, dirty, messy, worst quality, low quality, frames, watermark, signature, "
-    "jpeg artifacts, deformed, lowres, over-smooth"
-)
+# The official positive suffix and negative prompt, from the sampler module (one source of truth).
+from video_enhance_kit.samplers.venhancer import NEGATIVE_PROMPT, POSITIVE_SUFFIX
 
 TITLE = "VEnhancer: 4x resolution, 3x frame rate"
 DESCRIPTION = """
