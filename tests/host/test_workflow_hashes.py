@@ -1,0 +1,95 @@
+"""Every example workflow, run with tiny models and its fixed seeds, gives the frames recorded before the
+issue-10 refactor, bit for bit.
+
+The digest of a run is taken over what it decodes to, not over file bytes (SaveVideo writes the input
+file's modification time into the container): the pixels of every image, every decoded frame of every
+video, and the text outputs. The recorded digests belong to one platform (torch version and CPU kernel
+family): elsewhere float kernels differ in their last bits, so the test skips and says why.
+Re-record (only when a change of output is intended, and say so in the commit):
+``VEK_RECORD_WORKFLOW_HASHES=1 COMFYUI_PATH=... python -m pytest tests/host/test_workflow_hashes.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
+RECORD = Path(__file__).with_name("workflow_hashes.json")
+MAX_STEPS = 3
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi"}
+
+
+def platform_key() -> str:
+    """Where float results are reproducible bit for bit: torch version, CPU kernel family, thread count."""
+    return f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}, threads {torch.get_num_threads()}"
+
+
+def decoded_digest(path: Path) -> str:
+    """sha256 of what a file decodes to: image pixels, every video frame (rgb24), else the bytes."""
+    h = hashlib.sha256()
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            h.update(f"{im.mode} {im.size}".encode())
+            h.update(im.tobytes())
+    elif suffix in VIDEO_SUFFIXES:
+        import av
+
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                array = frame.to_ndarray(format="rgb24")
+                h.update(str(array.shape).encode())
+                h.update(array.tobytes())
+    else:
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def text_outputs(outputs: dict) -> list[str]:
+    """The text entries of the UI outputs (e.g. the quality report), in node order."""
+    found = []
+    for node_id in sorted(outputs, key=str):
+        for key, value in sorted(outputs[node_id].items()):
+            if key in ("text", "string") and isinstance(value, list):
+                found += [f"{node_id}.{key}: {v}" for v in value if isinstance(v, str)]
+    return found
+
+
+def run_digest(result) -> dict:
+    """The digests of one run: each written file's decoded content (sorted) and the text outputs."""
+    files = sorted(decoded_digest(p) for p in result.files)
+    text = hashlib.sha256("\n".join(text_outputs(result.outputs)).encode()).hexdigest()
+    return {"files": files, "text": text}
+
+
+def recorded() -> dict:
+    return json.loads(RECORD.read_text()) if RECORD.is_file() else {}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_example_workflow_outputs_are_unchanged(path, run_workflow):
+    record = recorded()
+    if os.environ.get("VEK_RECORD_WORKFLOW_HASHES") != "1":
+        if record.get("platform") != platform_key():
+            pytest.skip(f"digests recorded on {record.get('platform')!r}, this is {platform_key()!r}")
+        assert path.stem in record["workflows"], f"no digest recorded for {path.name}: re-record (see module doc)"
+    result = run_workflow(path, tiny=True, max_steps=MAX_STEPS, fresh=True)
+    digest = run_digest(result)
+    assert digest["files"], f"{path.name} wrote no file"
+    if os.environ.get("VEK_RECORD_WORKFLOW_HASHES") == "1":
+        record = recorded() or {"platform": platform_key(), "workflows": {}}
+        record["platform"] = platform_key()
+        record["workflows"][path.stem] = digest
+        RECORD.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        return
+    assert digest == record["workflows"][path.stem], f"{path.name}: decoded outputs differ from the recorded ones"
