@@ -244,13 +244,14 @@ class LowLight(Degradation):
 
     scale: torch.Tensor = None
     offset: torch.Tensor = None
+    check: bool = True  # False for parameters fitted during sampling (no host round trip per call)
     name = "low light"
     has_pinv = True
 
     def __post_init__(self):
         self.scale = torch.as_tensor(0.25 if self.scale is None else self.scale, dtype=torch.float32).reshape(-1)
         self.offset = torch.as_tensor(0.0 if self.offset is None else self.offset, dtype=torch.float32).reshape(-1)
-        if torch.any(self.scale <= 0):
+        if self.check and bool(torch.any(self.scale <= 0)):
             raise InputError("scale", f"every channel's light factor must be above 0, got {self.scale.tolist()}", "set each scale above 0")
 
     def _params(self, like):
@@ -283,7 +284,7 @@ def fit_low_light(x: torch.Tensor, y: torch.Tensor, min_scale: float = 1e-3) -> 
     cov = ((xc - xm) * (yc - ym)).mean(dim=1)
     scale = (cov / var.clamp_min(1e-12)).clamp_min(min_scale)
     offset = ym.squeeze(1) - scale * xm.squeeze(1)
-    return LowLight(scale.float(), offset.float())
+    return LowLight(scale.float(), offset.float(), check=False)
 
 
 def add_noise(x: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
