@@ -224,3 +224,42 @@ def test_chunked_metrics_equal_whole_video(gen, monkeypatch):
     chunked = M.video_metrics(out, ref, flow=flow, mask=mask)
     for key in whole:
         torch.testing.assert_close(chunked[key], whole[key], rtol=1e-12, atol=1e-12)
+
+
+def test_frame_similarity_is_one_on_a_still_clip_and_lower_with_change():
+    from video_enhance_kit.utils.metrics import frame_similarity, frame_similarity_per_pair
+
+    g = torch.Generator().manual_seed(0)
+    still = torch.randn(1, 16, generator=g).repeat(5, 1)
+    assert torch.allclose(frame_similarity(still), torch.tensor(1.0))
+    drifting = still + torch.linspace(0, 3, 5).unsqueeze(1) * torch.randn(1, 16, generator=g)
+    per = frame_similarity_per_pair(drifting)
+    assert per.shape == (4,) and float(frame_similarity(drifting)) < 1.0
+
+
+def test_flow_map_error_is_zero_on_equal_flows_and_ordered_with_the_motion_gap():
+    from video_enhance_kit.utils.metrics import flow_map_error
+
+    def constant(dx, frames=4, size=8):
+        f = torch.zeros(frames - 1, 2, size, size)
+        f[:, 0] = dx
+        return f
+
+    ref = constant(1.0)
+    assert float(flow_map_error(ref, ref)) == 0.0
+    near, far = flow_map_error(constant(1.5), ref), flow_map_error(constant(3.0), ref)
+    assert abs(float(near) - 0.5) < 1e-6 and abs(float(far) - 2.0) < 1e-6
+    mask = torch.zeros(3, 1, 8, 8)
+    mask[..., :4] = 1
+    half = constant(1.0)
+    half[..., 4:] += 10.0  # a gap only where the mask says occluded
+    assert float(flow_map_error(half, ref, mask)) == 0.0
+
+
+def test_fs_and_ofme_bad_inputs_name_the_input():
+    from video_enhance_kit.utils.metrics import flow_map_error, frame_similarity
+
+    with pytest.raises(InputError, match="embeds"):
+        frame_similarity(torch.zeros(1, 8))
+    with pytest.raises(InputError, match="reference_flow"):
+        flow_map_error(torch.zeros(3, 2, 8, 8), torch.zeros(2, 2, 8, 8))

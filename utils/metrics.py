@@ -39,6 +39,10 @@ from .warp import warp
 __all__ = [
     "d_sf",
     "d_sf_per_frame",
+    "flow_map_error",
+    "flow_map_error_per_pair",
+    "frame_similarity",
+    "frame_similarity_per_pair",
     "mse",
     "mse_low",
     "mse_low_per_frame",
@@ -280,6 +284,38 @@ def warping_error(frames: torch.Tensor, flow: torch.Tensor, mask: torch.Tensor |
 
 
 # ------------------------------------------------------------------------------------ all at once
+def frame_similarity_per_pair(embeds: torch.Tensor) -> torch.Tensor:
+    """FS of each neighbour pair: ``cos(E_i, E_{i+1})`` of image embeddings ``[F, D]`` (CLIP) -> ``[F - 1]``."""
+    check_rank(embeds, "embeds", 2, "[F, D]")
+    if embeds.shape[0] < 2:
+        raise InputError("embeds", f"has {embeds.shape[0]} frame(s); frame similarity needs at least 2", "connect a video")
+    e = embeds.float()
+    return torch.nn.functional.cosine_similarity(e[:-1], e[1:], dim=-1)
+
+
+def frame_similarity(embeds: torch.Tensor) -> torch.Tensor:
+    """FS (ZVRD's semantic temporal consistency, Wu et al. 2023): the mean neighbour cosine similarity; 1 for a still clip."""
+    return frame_similarity_per_pair(embeds).mean()
+
+
+def flow_map_error_per_pair(flow: torch.Tensor, reference_flow: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """OFME of each pair: mean end-point error ``|f - f_ref|_2`` over (valid) pixels, flows ``[F - 1, 2, H, W]`` -> ``[F - 1]``."""
+    check_rank(flow, "flow", 4, "[F-1, 2, H, W]")
+    if flow.shape != reference_flow.shape or flow.shape[1] != 2:
+        raise InputError("reference_flow", f"shape {tuple(reference_flow.shape)} does not match the flow's {tuple(flow.shape)}",
+                         "estimate both flows on videos of the same length and size")
+    epe = (flow.float() - reference_flow.float()).pow(2).sum(dim=1, keepdim=True).sqrt()
+    if mask is None:
+        return epe.mean(dim=(1, 2, 3))
+    m = mask.float()
+    return (epe * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp_min(1.0)
+
+
+def flow_map_error(flow: torch.Tensor, reference_flow: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """OFME (ZVRD, after Wang et al. 2024): mean end-point error between the result's and the reference's optical flow."""
+    return flow_map_error_per_pair(flow, reference_flow, mask).mean()
+
+
 METRICS = ("psnr_ssim", "mse_low", "spatial_frequency", "warping_error")
 
 
