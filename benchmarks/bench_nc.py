@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from video_enhance_kit.nodes._host import (
+    from video_enhance_kit.host import (
         ComfyHost,
         describe_missing_comfyui,
         find_comfyui,

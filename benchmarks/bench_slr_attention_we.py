@@ -55,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
-    from video_enhance_kit.nodes._host import ComfyHost, describe_missing_comfyui, find_comfyui
+    from video_enhance_kit.host import ComfyHost, describe_missing_comfyui, find_comfyui
     from video_enhance_kit.utils.flow import consistency_mask
     from video_enhance_kit.utils.metrics import warping_error
 

@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _bench import compare, print_table
-from video_enhance_kit.nodes._host import (
+from video_enhance_kit.host import (
     ComfyHost,
     describe_missing_comfyui,
     find_comfyui,

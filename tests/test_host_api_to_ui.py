@@ -3,10 +3,8 @@
 import copy
 
 import pytest
-
 from comfy_cli.workflow_to_api import convert_ui_to_api
-
-from video_enhance_kit.nodes._host import api_to_ui, substitute_tiny_models
+from video_enhance_kit.assets.workflow_ui import api_to_ui
 
 OBJECT_INFO = {
     "Loader": {
@@ -128,7 +126,7 @@ def test_titles_notes_and_groups():
     note = next(n for n in ui["nodes"] if n["type"] == "MarkdownNote")
     assert note["widgets_values"] == ["# read me"] and note["id"] == 7
     (group,) = ui["groups"]
-    x, y, w, h = group["bounding"]
+    x, _y, w, _h = group["bounding"]
     for n in ui["nodes"]:
         if n["id"] in (1, 2):
             assert x <= n["pos"][0] and n["pos"][0] + n["size"][0] <= x + w
@@ -151,24 +149,6 @@ def test_non_integer_ids_rejected():
 def test_unknown_node_named():
     with pytest.raises(KeyError, match="NoSuchNode"):
         api_to_ui({"1": {"class_type": "NoSuchNode", "inputs": {}}}, OBJECT_INFO)
-
-
-def test_tiny_substitution_rewrites_only_literal_loader_inputs():
-    prompt = {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
-        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5.safetensors", "type": "wan"}},
-        "3": {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}},
-        "4": {"class_type": "VAELoader", "inputs": {"vae_name": "vae-ft-mse.safetensors"}},
-        "5": {"class_type": "UNETLoader", "inputs": {"unet_name": ["9", 0], "weight_dtype": "fp8_e4m3fn"}},
-    }
-    out, changes = substitute_tiny_models(prompt)
-    assert prompt["1"]["inputs"]["ckpt_name"] == "sd15.safetensors"  # input not mutated
-    assert out["1"]["inputs"]["ckpt_name"] == "vek-tiny-sd15.safetensors"
-    assert out["2"]["inputs"] == {"clip_name": "vek-tiny-clip-l.safetensors", "type": "sd3"}
-    assert out["3"]["inputs"]["vae_name"] == "vek-tiny-wan21-vae.safetensors"
-    assert out["4"]["inputs"]["vae_name"] == "vek-tiny-taesd.safetensors"
-    assert out["5"]["inputs"]["unet_name"] == ["9", 0] and out["5"]["inputs"]["weight_dtype"] == "default"
-    assert len(changes) == 6  # ckpt, clip name + type, 2 vae, weight_dtype
 
 
 def test_group_boxes_never_overlap():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from video_enhance_kit import cli
-from video_enhance_kit.nodes._host import api_to_ui
+from video_enhance_kit.assets.workflow_ui import api_to_ui
 
 ROOT = Path(__file__).resolve().parents[2]
 

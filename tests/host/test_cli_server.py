@@ -7,8 +7,8 @@ launcher that defines torchvision's missing C++ op schemas first (CPU torch, see
 """
 
 import io
-import re
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pytest
 from video_enhance_kit import cli
-from video_enhance_kit.nodes import _tiny_models
-from video_enhance_kit.nodes._host import PACK_ROOT, api_to_ui
+from video_enhance_kit.assets.workflow_ui import api_to_ui
+from video_enhance_kit.host import PACK_ROOT
 
 ROOT = Path(__file__).resolve().parents[2]
 
 LAUNCHER = """
 import runpy, sys
-from video_enhance_kit.nodes._host import _define_torchvision_ops
-_define_torchvision_ops()
+from video_enhance_kit.host.boot import define_torchvision_ops
+define_torchvision_ops()
 main = sys.argv[1]
 sys.argv = [main] + sys.argv[2:]
 runpy.run_path(main, run_name="__main__")
@@ -57,8 +57,8 @@ def server(comfy_host, tmp_path_factory):
     for d in ("input", "output", "temp", "user"):
         (work / d).mkdir()
     folders = {}
-    for name, path in comfy_host.tiny_models.items():
-        folders.setdefault(_tiny_models.TINY_MODELS[name].folder, str(Path(path).parent))
+    for path in comfy_host.tiny_models.values():
+        folders.setdefault(Path(path).parent.name, str(Path(path).parent))
     yaml_lines = ["vek_test:", f"  custom_nodes: {work / 'custom_nodes'}"] + [f"  {k}: {v}" for k, v in sorted(folders.items())]
     (work / "extra_model_paths.yaml").write_text("\n".join(yaml_lines) + "\n")
     port = free_port()
@@ -168,4 +168,4 @@ def test_doctor_runs_every_example_workflow_through_post_prompt(server, tmp_path
     code, out, err = run_main(["doctor", "--server", server["url"]])
     assert code == cli.EXIT_OK, out + err + server["log"].read_text()[-2000:]
     for wf in sorted((ROOT / "example_workflows").glob("*.json")):
-        assert re.search(rf"^{re.escape(wf.name)}\s+pass\b", out, re.M), out
+        assert re.search(rf"^{re.escape(wf.name)}\s+pass\b", out, re.MULTILINE), out
