@@ -1,9 +1,9 @@
 """Workflow authoring: an API-format prompt -> the frontend's UI format (``api_to_ui``), as ComfyUI saves it.
 
 Used by assets/make_workflows.py (and tests). Widget values follow the frontend's order: inputs in
-``input_order``, a ``control_after_generate`` value after seed widgets, and the value of the upload
-widget the frontend adds after a media combo (LoadImage, LoadVideo: ``[file, "image"]``, as ComfyUI's
-own templates store it). Nothing here imports ComfyUI; it works from an /object_info description.
+``input_order``, a ``control_after_generate`` value after seed widgets, and last the value of the
+upload widget the frontend adds to a node with a media combo (LoadImage, LoadVideo: ``[file, "image"]``,
+as ComfyUI's own templates store it; comfy-cli's converter ignores that trailing value). Nothing here imports ComfyUI; it works from an /object_info description.
 """
 
 from __future__ import annotations
@@ -155,13 +155,7 @@ def _ui_inputs(nid: str, prompt: dict, object_info: dict, links: _Links, control
     for slot_index, entry in enumerate(ui_inputs):
         if entry["link"] is not None:
             links.links[entry["link"] - 1][4] = slot_index
-    return ui_inputs, _with_upload_value(widgets, object_info[prompt[nid]["class_type"]]) if upload else widgets
-
-
-def _with_upload_value(widgets: list, info: dict) -> list:
-    """``widgets`` with the upload widget's value after the required inputs' widgets (where the frontend adds it)."""
-    at = sum(1 + has_control_after_generate(n, s) for n, s, required in input_specs(info) if required and is_widget_spec(s))
-    return widgets[:at] + [UPLOAD_WIDGET_VALUE] + widgets[at:]
+    return ui_inputs, widgets + [UPLOAD_WIDGET_VALUE] if upload else widgets
 
 
 def _ui_outputs(info: dict) -> list[dict]:
