@@ -35,6 +35,7 @@ from .host.errors import (
     EXIT_ENV,
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     HostError,
     RunnerError,
     UsageError,
@@ -52,7 +53,7 @@ from .host.results import text_outputs
 from .host.server import ServerBackend
 from .nodes._registry import PREFIX
 
-__all__ = ["EXIT_ENV", "EXIT_FAILED", "EXIT_OK", "build_parser", "cmd_doctor", "cmd_run", "main"]
+__all__ = ["EXIT_ENV", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "cmd_doctor", "cmd_run", "main"]
 
 
 def load_workflow(path: str | Path) -> dict:

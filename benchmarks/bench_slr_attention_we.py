@@ -43,7 +43,7 @@ def moving_video(frames: int, size: int, shift=(0.75, 0.4), seed: int = 0) -> to
     return torch.cat(out)
 
 
-def main() -> None:
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=128)
@@ -52,7 +52,11 @@ def main() -> None:
     parser.add_argument("--cfg", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--trajectory-start", type=float, default=0.5, help="trajectory_start of the patch (0.9 = paper; SDEdit at denoise 0.6 with few steps reaches it only in the last step or two)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
     from video_enhance_kit.host import ComfyHost, describe_missing_comfyui, find_comfyui

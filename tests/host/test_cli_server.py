@@ -21,6 +21,7 @@ import pytest
 from video_enhance_kit import cli
 from video_enhance_kit.assets.workflow_ui import api_to_ui
 from video_enhance_kit.host import PACK_ROOT
+from video_enhance_kit.host.server import ServerClient
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,7 +103,7 @@ def run_main(argv):
 
 
 def test_server_loaded_the_pack(server, comfy_host):
-    info = cli.ServerClient(server["url"]).object_info()
+    info = ServerClient(server["url"]).object_info()
     ours = sorted(k for k in info if k.startswith("VEK_"))
     assert ours and ours == sorted(comfy_host.pack_node_ids())
     log = server["log"].read_text()
@@ -139,7 +140,7 @@ def test_server_run_video_uploads_sample_clip_and_fails_with_node(server, tmp_pa
     assert code == cli.EXIT_FAILED and "node 4 (CreateVideo): Value 500.0 bigger than max of 120.0" in err
 
     shutil.copy(ROOT / "README.md", tmp_path / "vek_broken.mp4")  # not a video
-    cli.ServerClient(server["url"]).upload(tmp_path / "vek_broken.mp4", overwrite=True)
+    ServerClient(server["url"]).upload(tmp_path / "vek_broken.mp4", overwrite=True)
     wf.write_text(json.dumps(VIDEO_PROMPT))
     code, _, err = run_main(["run", str(wf), "--server", server["url"], "--set", "1.file=vek_broken.mp4", "--timeout", "300"])
     assert code == cli.EXIT_FAILED and "error: node 2 (GetVideoComponents) failed:" in err
