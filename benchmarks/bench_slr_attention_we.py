@@ -22,13 +22,12 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import print_table  # noqa: E402
+from _bench import print_table
 
 
 def moving_video(frames: int, size: int, shift=(0.75, 0.4), seed: int = 0) -> torch.Tensor:
     """``[F, 3, size, size]`` in 0..1: a smooth colour texture translating by ``shift`` px per frame."""
     from kornia.filters import gaussian_blur2d
-
     from video_enhance_kit.utils.warp import warp
 
     pad = int(abs(shift[0]) * frames + abs(shift[1]) * frames) + 8

@@ -172,7 +172,10 @@ def _network(reference: str) -> Callable[[], torch.nn.Module]:
 def declared_model(spec: dict) -> TinyModel:
     """The :class:`TinyModel` of one ``TINY["models"]`` entry of a feature."""
     network, seed = spec["network"], int(spec["seed"])
-    build = lambda: fill(module_state(_network(network)()), seed=seed)
+
+    def build() -> dict[str, torch.Tensor]:
+        return fill(module_state(_network(network)()), seed=seed)
+
     return TinyModel(spec["folder"], spec["filename"], build, getattr(torch, spec.get("dtype", "float16")))
 
 

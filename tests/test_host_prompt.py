@@ -1,8 +1,8 @@
 """Host-free prompt transforms (no ComfyUI): links, formats, step capping, sample clips, the clip placing rule."""
 
 import pytest
-
-from video_enhance_kit.host import backend, errors, prompt as P
+from video_enhance_kit.host import backend, errors
+from video_enhance_kit.host import prompt as P
 from video_enhance_kit.host.locate import SAMPLE_CLIPS, sample_clip_path
 from video_enhance_kit.host.overrides import apply_input_values
 from video_enhance_kit.nodes._registry import place_clip
