@@ -10,6 +10,6 @@ __version__ = "0.1.0"
 
 async def comfy_entrypoint():
     """Return the pack's ``ComfyExtension`` (ComfyUI V3 entry point)."""
-    from .nodes._registry import VideoEnhanceKitExtension
+    from .nodes._extension import VideoEnhanceKitExtension
 
     return VideoEnhanceKitExtension()

@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _bench import compare, print_table
-from video_enhance_kit.nodes._host import (
+from video_enhance_kit.host import (
     ComfyHost,
     describe_missing_comfyui,
     find_comfyui,
@@ -57,14 +57,18 @@ def timed(model, clock):
     return m
 
 
-def main() -> None:
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--size", type=int, default=256, help="frame size in px (latent = size / 8)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sfi", action="store_true", help="turn selective feature injection on in EVS")
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(args.threads)
 
     comfyui = find_comfyui()

@@ -30,7 +30,7 @@ import torch
 from _bench import compare, print_table
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--family", choices=["sd15", "wan"], default="sd15")
     p.add_argument("--steps", type=int, default=30)
@@ -42,19 +42,11 @@ def main(argv=None) -> int:
     p.add_argument("--cfg", type=float, default=7.5)
     p.add_argument("--calibrate-with", choices=["guided", "cond"], default="guided")
     p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    return p.parse_args(argv)
 
-    from video_enhance_kit.nodes._host import (
-        ComfyHost,
-        describe_missing_comfyui,
-        find_comfyui,
-    )
 
-    if find_comfyui() is None:
-        print(describe_missing_comfyui())
-        return 2
-    host = ComfyHost.start(tiny_models=True)
+def sampler_inputs(host, args) -> tuple[dict, torch.Tensor]:
+    """KSampler inputs on the tiny model of ``args.family`` (both runs share them), and the latent."""
     gen = torch.Generator().manual_seed(0)
     if args.family == "sd15":
         model, clip, _ = host.run_node("CheckpointLoaderSimple", ckpt_name="vek-tiny-sd15.safetensors")
@@ -65,11 +57,13 @@ def main(argv=None) -> int:
         latent = torch.randn(1, 16, (args.frames - 1) // 4 + 1, args.size, args.size, generator=gen)
     pos, = host.run_node("CLIPTextEncode", clip=clip, text="a sharp detailed video")
     neg, = host.run_node("CLIPTextEncode", clip=clip, text="blurry")
-    common = dict(model=model, positive=pos, negative=neg, latent_image={"samples": latent}, seed=1, steps=args.steps,
-                  cfg=args.cfg, sampler_name="ddim", scheduler="normal", denoise=args.denoise)
-    mode = "guided (cfg)" if args.calibrate_with == "guided" else "cond only (paper)"
+    common = {"model": model, "positive": pos, "negative": neg, "latent_image": {"samples": latent}, "seed": 1,
+              "steps": args.steps, "cfg": args.cfg, "sampler_name": "ddim", "scheduler": "normal", "denoise": args.denoise}
+    return common, latent
 
-    # time the calibration itself inside the node (wrapping the sampler's calibration method)
+
+def time_calibration(host) -> list[float]:
+    """Time the calibration itself inside the node (wrapping the sampler's calibration method)."""
     nc_module = host.pack_module("nodes.noise_calibration")
     calibration_times = []
     original = nc_module.Calibrator.calibrate
@@ -81,6 +75,57 @@ def main(argv=None) -> int:
         return out
 
     nc_module.Calibrator.calibrate = timed_calibration
+    return calibration_times
+
+
+def filter_times(fft, latent: torch.Tensor) -> tuple[float, float]:
+    """Median seconds of one low/high split of ``latent`` and of a [16, 4, 64, 64] latent (16 SD1.5 frames at 512 px)."""
+    x0 = latent.float()
+    for _ in range(3):
+        fft.split_frequencies(x0, 1.0)
+    times = []
+    for _ in range(21):
+        t = time.perf_counter()
+        fft.split_frequencies(x0, 1.0)
+        times.append(time.perf_counter() - t)
+    big = torch.randn(16, 4, 64, 64)
+    big_times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        fft.split_frequencies(big, 1.0)
+        big_times.append(time.perf_counter() - t)
+    return statistics.median(times), statistics.median(big_times)
+
+
+def print_figures(args, res, calibration_s: float, filter_s: float, big_s: float) -> None:
+    theoretical = (args.steps + args.iterations) / args.steps
+    step_s = res.baseline_median / args.steps  # one sampling step (model call + sampler update)
+    print()
+    print_table([
+        {"figure": "time ratio NC / plain (measured)", "value": f"{res.ratio:.3f}"},
+        {"figure": "time ratio (steps + N) / steps (theoretical)", "value": f"{theoretical:.3f}"},
+        {"figure": "one sampling step (ms)", "value": f"{1e3 * step_s:.2f}"},
+        {"figure": "calibration inside the node (ms)", "value": f"{1e3 * calibration_s:.2f}"},
+        {"figure": "calibration / (N x step)", "value": f"{calibration_s / (args.iterations * step_s):.3f}" if args.iterations else "-"},
+        {"figure": "filter per calibration iteration (ms)", "value": f"{1e3 * filter_s:.3f}"},
+        {"figure": "filter / step (target < 2 %)", "value": f"{100 * filter_s / step_s:.3f} %"},
+        {"figure": "filter on a [16, 4, 64, 64] latent (ms)", "value": f"{1e3 * big_s:.2f}"},
+    ])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from video_enhance_kit.host import ComfyHost, describe_missing_comfyui, find_comfyui
+
+    if find_comfyui() is None:
+        print(describe_missing_comfyui())
+        return 2
+    host = ComfyHost.start(tiny_models=True)
+    common, latent = sampler_inputs(host, args)
+    mode = "guided (cfg)" if args.calibrate_with == "guided" else "cond only (paper)"
+    calibration_times = time_calibration(host)
 
     def plain():
         return host.run_node("KSampler", **common)
@@ -92,38 +137,8 @@ def main(argv=None) -> int:
     print(f"family {args.family}, latent {tuple(latent.shape)}, {args.steps} steps, denoise {args.denoise}, "
           f"N = {args.iterations} ({mode}), cfg {args.cfg}, threads {args.threads}")
     res = compare(nc, plain, warmup=1, repeats=args.repeats, label=f"NC-SDEdit N={args.iterations} vs SDEdit", memory=False)
-    theoretical = (args.steps + args.iterations) / args.steps
-
-    # the filter work of one calibration iteration: one low/high split of x0_hat (plus the reference's, once)
-    fft = host.pack_module("utils.fft")
-    x0 = latent.float()
-    for _ in range(3):
-        fft.split_frequencies(x0, 1.0)
-    times = []
-    for _ in range(21):
-        t = time.perf_counter()
-        fft.split_frequencies(x0, 1.0)
-        times.append(time.perf_counter() - t)
-    filter_s = statistics.median(times)
-    big = torch.randn(16, 4, 64, 64)  # 16 SD1.5 frames at 512 px: the filter on a real-size latent
-    big_times = []
-    for _ in range(5):
-        t = time.perf_counter()
-        fft.split_frequencies(big, 1.0)
-        big_times.append(time.perf_counter() - t)
-    step_s = res.baseline_median / args.steps  # one sampling step (model call + sampler update)
-    calibration_s = statistics.median(calibration_times)
-    print()
-    print_table([
-        {"figure": "time ratio NC / plain (measured)", "value": f"{res.ratio:.3f}"},
-        {"figure": "time ratio (steps + N) / steps (theoretical)", "value": f"{theoretical:.3f}"},
-        {"figure": "one sampling step (ms)", "value": f"{1e3 * step_s:.2f}"},
-        {"figure": "calibration inside the node (ms)", "value": f"{1e3 * calibration_s:.2f}"},
-        {"figure": "calibration / (N x step)", "value": f"{calibration_s / (args.iterations * step_s):.3f}" if args.iterations else "-"},
-        {"figure": "filter per calibration iteration (ms)", "value": f"{1e3 * filter_s:.3f}"},
-        {"figure": "filter / step (target < 2 %)", "value": f"{100 * filter_s / step_s:.3f} %"},
-        {"figure": "filter on a [16, 4, 64, 64] latent (ms)", "value": f"{1e3 * statistics.median(big_times):.2f}"},
-    ])
+    filter_s, big_s = filter_times(host.pack_module("utils.fft"), latent)
+    print_figures(args, res, statistics.median(calibration_times), filter_s, big_s)
     return 0
 
 

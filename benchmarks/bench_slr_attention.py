@@ -53,7 +53,7 @@ def layer_rows(frame_counts, tokens: int, width: int = 320, heads: int = 8, repe
 
 
 def model_rows(frame_counts, latent: int, repeats: int = 3) -> list[dict]:
-    from video_enhance_kit.nodes._host import ComfyHost, describe_missing_comfyui, find_comfyui
+    from video_enhance_kit.host import ComfyHost, describe_missing_comfyui, find_comfyui
 
     if find_comfyui() is None:
         print(f"model table skipped: {describe_missing_comfyui()}")

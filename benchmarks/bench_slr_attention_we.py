@@ -22,13 +22,12 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench import print_table  # noqa: E402
+from _bench import print_table
 
 
 def moving_video(frames: int, size: int, shift=(0.75, 0.4), seed: int = 0) -> torch.Tensor:
     """``[F, 3, size, size]`` in 0..1: a smooth colour texture translating by ``shift`` px per frame."""
     from kornia.filters import gaussian_blur2d
-
     from video_enhance_kit.utils.warp import warp
 
     pad = int(abs(shift[0]) * frames + abs(shift[1]) * frames) + 8
@@ -43,7 +42,7 @@ def moving_video(frames: int, size: int, shift=(0.75, 0.4), seed: int = 0) -> to
     return torch.cat(out)
 
 
-def main() -> None:
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=128)
@@ -52,10 +51,14 @@ def main() -> None:
     parser.add_argument("--cfg", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--trajectory-start", type=float, default=0.5, help="trajectory_start of the patch (0.9 = paper; SDEdit at denoise 0.6 with few steps reaches it only in the last step or two)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
-    from video_enhance_kit.nodes._host import ComfyHost, describe_missing_comfyui, find_comfyui
+    from video_enhance_kit.host import ComfyHost, describe_missing_comfyui, find_comfyui
     from video_enhance_kit.utils.flow import consistency_mask
     from video_enhance_kit.utils.metrics import warping_error
 

@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _bench import compare, print_table
-from video_enhance_kit.nodes._host import (
+from video_enhance_kit.host import (
     ComfyHost,
     describe_missing_comfyui,
     find_comfyui,
@@ -91,7 +91,7 @@ def core_overhead(frames: int, sizes=(8, 64), rounds: int = 5) -> None:
             print(f"  {name:<26} {h}x{h} latents: {1000 * times[len(times) // 2]:.1f} ms")
 
 
-def main(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--size", type=int, default=64)
@@ -106,55 +106,66 @@ def main(argv=None):
     p.add_argument("--blend-lambda", type=float, default=0.2, help="Eq. 11 lambda")
     p.add_argument("--stop-fraction", type=float, default=0.75, help="early stop: fraction of the steps run")
     p.add_argument("--only", default="", help="comma-separated row labels to run (default all)")
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    if find_comfyui() is None:
-        sys.exit(describe_missing_comfyui())
-    host = ComfyHost.start(tiny_models=True)
-    run = host.run_node
+    return p.parse_args(argv)
 
-    video, flow = moving_video(args.frames, args.size, args.shift)
-    flow = host.pack_module("utils.flow").VideoFlow(flow.forward, flow.backward, flow.valid_forward, flow.valid_backward)
-    model, clip, vae = run("CheckpointLoaderSimple", ckpt_name="vek-tiny-sd15.safetensors")
-    pos, = run("CLIPTextEncode", clip=clip, text="a sharp, detailed photo")
-    neg, = run("CLIPTextEncode", clip=clip, text="blurry, noisy")
-    latent, = run("VAEEncode", pixels=video, vae=vae)
-    sigmas, = run("BasicScheduler", model=model, scheduler="normal", steps=args.steps, denoise=args.denoise)
-    base_sampler, = run("KSamplerSelect", sampler_name="euler_ancestral")
-    has_attention = "VEK_SLRTemporalAttention" in host.pack_node_ids()
 
-    def parts(guidance=False, sharing=False, early=False, attention=False):
-        m = run("VEK_SLRTemporalAttention", model=model, flow=flow)[0] if attention else model
-        guider, = run("CFGGuider", model=m, positive=pos, negative=neg, cfg=3.0)
-        if guidance:
-            guider, = run("VEK_TemporalConsistencyGuider", guider=guider, guidance_scale=args.scale, semantic_weight=1.0,
-                          pixel_start=args.pixel_start, loss_space="latent", flow=flow)
-        sampler = base_sampler
+class Refiner:
+    """SDEdit refinement of the moving video on the tiny SD1.5 model, with the ZVRD components switched on or off."""
+
+    def __init__(self, host, args):
+        self.args, self.run = args, host.run_node
+        run = self.run
+        self.video, flow = moving_video(args.frames, args.size, args.shift)
+        self.flow = host.pack_module("utils.flow").VideoFlow(flow.forward, flow.backward, flow.valid_forward, flow.valid_backward)
+        self.model, clip, self.vae = run("CheckpointLoaderSimple", ckpt_name="vek-tiny-sd15.safetensors")
+        self.pos, = run("CLIPTextEncode", clip=clip, text="a sharp, detailed photo")
+        self.neg, = run("CLIPTextEncode", clip=clip, text="blurry, noisy")
+        self.latent, = run("VAEEncode", pixels=self.video, vae=self.vae)
+        self.sigmas, = run("BasicScheduler", model=self.model, scheduler="normal", steps=args.steps, denoise=args.denoise)
+        self.base_sampler, = run("KSamplerSelect", sampler_name="euler_ancestral")
+        self.has_attention = "VEK_SLRTemporalAttention" in host.pack_node_ids()
+
+    def _sampler(self, sharing: bool, early: bool):
+        args, run, sampler = self.args, self.run, self.base_sampler
         if sharing:
             noise, = run("VEK_SharedNoise", noise_seed=args.seed, share_weight=args.share, blend_lambda=args.blend_lambda,
-                         blend_mode=VP, flow=flow)
+                         blend_mode=VP, flow=self.flow)
             sampler, = run("VEK_SharedNoiseSampler", sampler=sampler, share_weight=args.share, blend_lambda=args.blend_lambda,
-                           blend_mode=VP, flow=flow)
+                           blend_mode=VP, flow=self.flow)
         else:
             noise, = run("RandomNoise", noise_seed=args.seed)
         if early:
             sampler, = run("VEK_EarlyStopSampler", sampler=sampler, stop_step=0, stop_sigma=0.0, stop_fraction=args.stop_fraction)
+        return noise, sampler
+
+    def parts(self, guidance=False, sharing=False, early=False, attention=False):
+        args, run = self.args, self.run
+        m = run("VEK_SLRTemporalAttention", model=self.model, flow=self.flow)[0] if attention else self.model
+        guider, = run("CFGGuider", model=m, positive=self.pos, negative=self.neg, cfg=3.0)
+        if guidance:
+            guider, = run("VEK_TemporalConsistencyGuider", guider=guider, guidance_scale=args.scale, semantic_weight=1.0,
+                          pixel_start=args.pixel_start, loss_space="latent", flow=self.flow)
+        noise, sampler = self._sampler(sharing, early)
         return noise, guider, sampler
 
-    def refine(**flags):
-        noise, guider, sampler = parts(**flags)
-        out, _ = run("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas, latent_image=latent)
+    def refine(self, **flags):
+        noise, guider, sampler = self.parts(**flags)
+        out, _ = self.run("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=self.sigmas,
+                          latent_image=self.latent)
         return out
 
-    def score(out):
-        image, = run("VAEDecode", samples=out, vae=vae)
-        frames, ref = image.movedim(-1, 1).float(), video.movedim(-1, 1).float()
+    def score(self, out):
+        image, = self.run("VAEDecode", samples=out, vae=self.vae)
+        frames, ref = image.movedim(-1, 1).float(), self.video.movedim(-1, 1).float()
         return {
-            "WE x100": 100 * float(warping_error(frames, flow.backward, flow.valid_backward)),
+            "WE x100": 100 * float(warping_error(frames, self.flow.backward, self.flow.valid_backward)),
             "MSE_l x100": 100 * float(mse_low(frames, ref, 0.5)),
             "SF": float(spatial_frequency(frames)),
         }
 
+
+def configurations(has_attention: bool) -> tuple[list, list]:
+    """(cumulative rows, each-component-alone rows): (label, flags)."""
     cumulative = [("baseline", {}), ("+ guidance", {"guidance": True}),
                   ("+ noise sharing", {"guidance": True, "sharing": True}),
                   ("+ early stop", {"guidance": True, "sharing": True, "early": True})]
@@ -162,7 +173,11 @@ def main(argv=None):
         cumulative.append(("+ attention", {"guidance": True, "sharing": True, "early": True, "attention": True}))
     alone = [("guidance only", {"guidance": True}), ("noise sharing only", {"sharing": True}),
              ("early stop only", {"early": True})] + ([("attention only", {"attention": True})] if has_attention else [])
+    return cumulative, alone
 
+
+def print_ablation(r: Refiner, args, rows: list) -> None:
+    video, flow = r.video, r.flow
     ref_scores = {"WE x100": 100 * float(warping_error(video.movedim(-1, 1), flow.backward, flow.valid_backward)),
                   "MSE_l x100": 0.0, "SF": float(spatial_frequency(video.movedim(-1, 1)))}
     print(f"\nAblation: {args.frames} frames {args.size}px panning {args.shift}px/frame, tiny SD1.5 (random weights), "
@@ -170,25 +185,41 @@ def main(argv=None):
     print(f"{'configuration':<22}{'WE x100':>10}{'MSE_l x100':>12}{'SF':>9}")
     print(f"{'input video':<22}{ref_scores['WE x100']:>10.3f}{ref_scores['MSE_l x100']:>12.3f}{ref_scores['SF']:>9.4f}")
     only = {x.strip() for x in args.only.split(",") if x.strip()}
-    for label, flags in cumulative + alone:
+    for label, flags in rows:
         if only and label not in only:
             continue
-        s = score(refine(**flags))
+        s = r.score(r.refine(**flags))
         print(f"{label:<22}{s['WE x100']:>10.3f}{s['MSE_l x100']:>12.3f}{s['SF']:>9.4f}", flush=True)
 
+
+def print_timing(r: Refiner, args, alone: list) -> None:
+    rows = []
+
+    def plain():
+        return r.refine()
+
+    for label, flags in alone:
+        res = compare(lambda f=flags: r.refine(**f), plain, warmup=0, repeats=args.repeats, label=f"{label} vs plain")
+        row = res.row()
+        row["ms/step"] = f"{1000 * res.median / args.steps:.0f}"
+        row["plain ms/step"] = f"{1000 * res.baseline_median / args.steps:.0f}"
+        rows.append(row)
+    print(f"\nTime per step ({args.frames} frames of {args.size // 8}x{args.size // 8} latents, one process, "
+          f"alternating rounds; early stop's ms/step is over the full schedule's {args.steps} steps)")
+    print_table(rows)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    if find_comfyui() is None:
+        sys.exit(describe_missing_comfyui())
+    r = Refiner(ComfyHost.start(tiny_models=True), args)
+    cumulative, alone = configurations(r.has_attention)
+    print_ablation(r, args, cumulative + alone)
     core_overhead(args.frames)
     if args.repeats > 0:
-        rows = []
-        plain = lambda: refine()
-        for label, flags in alone:
-            res = compare(lambda f=flags: refine(**f), plain, warmup=0, repeats=args.repeats, label=f"{label} vs plain")
-            row = res.row()
-            row["ms/step"] = f"{1000 * res.median / args.steps:.0f}"
-            row["plain ms/step"] = f"{1000 * res.baseline_median / args.steps:.0f}"
-            rows.append(row)
-        print(f"\nTime per step ({args.frames} frames of {args.size // 8}x{args.size // 8} latents, one process, "
-              f"alternating rounds; early stop's ms/step is over the full schedule's {args.steps} steps)")
-        print_table(rows)
+        print_timing(r, args, alone)
 
 
 if __name__ == "__main__":

@@ -519,3 +519,9 @@ def build_venhancer(cfg: VEnhancerConfig = OFFICIAL_CONFIG, device="cpu", dtype=
     with torch.device(device):
         model = VEnhancerUNet(cfg)
     return model.to(dtype=dtype).eval().requires_grad_(False)
+
+
+def tiny_venhancer() -> VEnhancerUNet:
+    """A small VEnhancer in the official key layout (64 ch, levels (1, 2), context 768 = CLIP-L) for smoke runs."""
+    return build_venhancer(VEnhancerConfig(model_channels=64, channel_mult=(1, 2), num_res_blocks=1, attention_levels=1,
+                                           head_dim=64, context_dim=768, temporal_heads=1))

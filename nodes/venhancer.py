@@ -23,7 +23,6 @@ from ..models.venhancer import latent_size_ok
 from ..models.venhancer_loading import CheckpointError, load_venhancer
 from ..samplers import venhancer as S
 from ..utils.checks import InputError, check_choice, check_range
-from . import _tiny_models
 from ._common import image_frames, throw_if_interrupted
 
 CATEGORY = "video-enhance-kit/venhancer"
@@ -35,21 +34,6 @@ CONTEXT_TOKENS = 77  # the official OpenCLIP tokenizer truncates to 77 tokens
 # the `venhancer` models folder (models/venhancer/), with the file types the loader reads
 if FOLDER not in folder_paths.folder_names_and_paths:
     folder_paths.folder_names_and_paths[FOLDER] = ([os.path.join(folder_paths.models_dir, FOLDER)], {".pt", ".pth", ".safetensors", ".sft"})
-
-
-# ------------------------------------------------------------------------------------- tiny model
-def _tiny_venhancer_state_dict() -> dict[str, torch.Tensor]:
-    """A small VEnhancer in the official key layout: 64 ch, levels (1, 2), context 768 (tiny CLIP-L)."""
-    from ..models.venhancer import VEnhancerConfig, build_venhancer
-
-    cfg = VEnhancerConfig(model_channels=64, channel_mult=(1, 2), num_res_blocks=1, attention_levels=1, head_dim=64, context_dim=768, temporal_heads=1)
-    return _tiny_models._fill(_tiny_models._module_state(build_venhancer(cfg)), seed=7007)
-
-
-TINY_VENHANCER = _tiny_models.VENHANCER
-_tiny_models.register_tiny_model(_tiny_models.TinyModel(FOLDER, TINY_VENHANCER, _tiny_venhancer_state_dict, torch.float32))
-# The tiny-run substitutions of the two VEnhancer nodes live with the other defaults in nodes/_host.py, so that
-# `run --server --tiny` (a CLI process that never imports this file) applies them too.
 
 
 # ------------------------------------------------------------------------------------- loader
@@ -261,3 +245,14 @@ class VEnhancerUpscale(io.ComfyNode):
 
 
 NODES = [VEnhancerModelLoader, VEnhancerUpscale]
+#: Tiny runs (plain data, read by the host package without importing this file; see nodes/_registry.py):
+#: a small VEnhancer in the official key layout, and the clip's own size (the official >= 1.5x 720p
+#: output would take minutes on a CPU).
+TINY = {
+    "models": [{"folder": "venhancer", "filename": "vek-tiny-venhancer.safetensors",
+                "network": "models.venhancer:tiny_venhancer", "seed": 7007, "dtype": "float32"}],
+    "inputs": {
+        "VEK_VEnhancerModelLoader": {"ckpt_name": "vek-tiny-venhancer.safetensors"},
+        "VEK_VEnhancerUpscale": {"resolution_rule": "exact", "up_scale": 1.0, "padding": "minimal"},
+    },
+}

@@ -16,7 +16,7 @@ def gen():
 
 def pytest_report_header(config):
     """First lines of every run: say whether the host tests (tests/host/) will run, and why not."""
-    from video_enhance_kit.nodes._host import describe_missing_comfyui, find_comfyui
+    from video_enhance_kit.host import describe_missing_comfyui, find_comfyui
 
     root = find_comfyui()
     return f"host tests: ComfyUI at {root}" if root else f"host tests SKIPPED: {describe_missing_comfyui()}"

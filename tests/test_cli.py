@@ -1,5 +1,6 @@
-"""Headless runner without ComfyUI: parsing, --set coercion, errors and exit codes, server mode
-against a small fake ComfyUI HTTP server on 127.0.0.1 (port 0, loopback only)."""
+"""Headless runner without ComfyUI: parsing, --set coercion (host.overrides), conversion (host.prompt),
+messages (host.results), progress (host.progress), exit codes, and server mode (host.server) against a
+small fake ComfyUI HTTP server on 127.0.0.1 (port 0, loopback only)."""
 
 import io
 import json
@@ -13,6 +14,17 @@ from pathlib import Path
 
 import pytest
 from video_enhance_kit import cli
+from video_enhance_kit.host import (
+    backend,
+    errors,
+    overrides,
+    progress,
+    results,
+    server,
+    tiny,
+)
+from video_enhance_kit.host import prompt as prompts
+from video_enhance_kit.host.locate import sample_clip_path
 
 OBJECT_INFO = {
     "FakeLoad": {
@@ -101,11 +113,11 @@ UI = {
 
 
 def test_override_parse():
-    o = cli.Override.parse("12.text=a=b. c")
+    o = overrides.Override.parse("12.text=a=b. c")
     assert (o.node_id, o.input, o.raw) == ("12", "text", "a=b. c")
     for bad in ("12text=1", "12.seed", ".seed=1", "12.=1"):
-        with pytest.raises(cli.CliError, match="NODE_ID.INPUT=VALUE"):
-            cli.Override.parse(bad)
+        with pytest.raises(errors.RunnerError, match="NODE_ID.INPUT=VALUE"):
+            overrides.Override.parse(bad)
 
 
 @pytest.mark.parametrize(
@@ -129,7 +141,7 @@ def test_override_parse():
     ],
 )
 def test_coerce_by_declared_type(raw, spec, expected):
-    value = cli.coerce(raw, spec, "--set 2.x")
+    value = overrides.coerce(raw, spec, "--set 2.x")
     assert value == expected and type(value) is type(expected)
 
 
@@ -152,14 +164,14 @@ def test_coerce_by_declared_type(raw, spec, expected):
     ],
 )
 def test_coerce_errors_name_the_input(raw, spec, message):
-    with pytest.raises(cli.CliError, match=message) as e:
-        cli.coerce(raw, spec, "--set 2.x (node 2, FakeSampler)")
-    assert "--set 2.x" in str(e.value) and e.value.code == cli.EXIT_USAGE
+    with pytest.raises(errors.RunnerError, match=message) as e:
+        overrides.coerce(raw, spec, "--set 2.x (node 2, FakeSampler)")
+    assert "--set 2.x" in str(e.value) and e.value.code == errors.EXIT_USAGE
 
 
 def test_apply_overrides_coerces_and_copies():
-    sets = [cli.Override.parse(s) for s in ("2.seed=9", "2.cfg=3.5", "2.denoise=off", "2.text=a cat", "2.mode=slow", "3.filename_prefix=run1")]
-    out = cli.apply_overrides(API, sets, OBJECT_INFO)
+    sets = [overrides.Override.parse(s) for s in ("2.seed=9", "2.cfg=3.5", "2.denoise=off", "2.text=a cat", "2.mode=slow", "3.filename_prefix=run1")]
+    out = overrides.apply_overrides(API, sets, OBJECT_INFO)
     assert out["2"]["inputs"]["seed"] == 9 and out["2"]["inputs"]["cfg"] == 3.5
     assert out["2"]["inputs"]["denoise"] is False and out["2"]["inputs"]["text"] == "a cat"
     assert out["2"]["inputs"]["mode"] == "slow" and out["3"]["inputs"]["filename_prefix"] == "run1"
@@ -168,53 +180,58 @@ def test_apply_overrides_coerces_and_copies():
 
 
 def test_apply_overrides_unknown_node_and_input():
-    with pytest.raises(cli.CliError, match=r"no node '7'.*1 \(FakeLoad\), 2 \(FakeSampler\), 3 \(FakeSave\)"):
-        cli.apply_overrides(API, [cli.Override.parse("7.seed=1")], OBJECT_INFO)
-    with pytest.raises(cli.CliError, match=r"node 2, FakeSampler\): FakeSampler has no input 'sead'; its inputs: images, seed"):
-        cli.apply_overrides(API, [cli.Override.parse("2.sead=1")], OBJECT_INFO)
+    with pytest.raises(errors.RunnerError, match=r"no node '7'.*1 \(FakeLoad\), 2 \(FakeSampler\), 3 \(FakeSave\)"):
+        overrides.apply_overrides(API, [overrides.Override.parse("7.seed=1")], OBJECT_INFO)
+    with pytest.raises(errors.RunnerError, match=r"node 2, FakeSampler\): FakeSampler has no input 'sead'; its inputs: images, seed"):
+        overrides.apply_overrides(API, [overrides.Override.parse("2.sead=1")], OBJECT_INFO)
 
 
 def test_format_detection_and_ui_conversion():
-    assert cli.is_api_format(API) and not cli.is_api_format(UI) and not cli.is_api_format({})
-    converted = cli.to_api(UI, OBJECT_INFO)
+    assert prompts.is_api_format(API) and not prompts.is_api_format(UI) and not prompts.is_api_format({})
+    converted = prompts.to_api(UI, OBJECT_INFO)
     assert set(converted) == {"1", "2", "3"}  # the Note is dropped
     assert {k: v["class_type"] for k, v in converted.items()} == {k: v["class_type"] for k, v in API.items()}
     for key, value in API["2"]["inputs"].items():
         assert converted["2"]["inputs"][key] == value, key  # widgets mapped by position, "fixed" stripped
-    assert cli.to_api(API, OBJECT_INFO) == API and cli.to_api(API, OBJECT_INFO) is not API
+    assert prompts.to_api(API, OBJECT_INFO) == API and prompts.to_api(API, OBJECT_INFO) is not API
 
 
 def test_ui_conversion_names_unknown_node_types():
     ui = json.loads(json.dumps(UI))
     ui["nodes"][1]["type"] = "NotInstalledNode"
-    with pytest.raises(cli.CliError, match="NotInstalledNode") as e:
-        cli.to_api(ui, OBJECT_INFO)
-    assert e.value.code == cli.EXIT_FAILED
-    with pytest.raises(cli.CliError, match="neither UI format"):
-        cli.to_api({"foo": 1}, OBJECT_INFO)
+    with pytest.raises(errors.RunnerError, match="NotInstalledNode") as e:
+        prompts.to_api(ui, OBJECT_INFO)
+    assert e.value.code == errors.EXIT_FAILED
+    with pytest.raises(errors.RunnerError, match="neither UI format"):
+        prompts.to_api({"foo": 1}, OBJECT_INFO)
 
 
 def test_validation_and_execution_messages_name_the_node():
-    msg = cli.describe_validation_error(
+    msg = results.describe_validation_error(
         {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation", "details": ""},
         {"2": {"errors": [{"type": "value_bigger_than_max", "message": "Value 99 bigger than max of 30", "details": "cfg", "extra_info": {"input_name": "cfg"}}], "class_type": "FakeSampler"}},
         API,
     )
     assert "node 2 (FakeSampler): Value 99 bigger than max of 30: cfg" in msg
-    msg = cli.describe_execution_error({"node_id": "2", "node_type": "FakeSampler", "exception_type": "InputError", "exception_message": "latent: has 1 frame"})
-    assert msg == "node 2 (FakeSampler) failed: InputError: latent: has 1 frame"
+    error = results.execution_error("execution_error", {"node_id": "2", "node_type": "FakeSampler", "exception_type": "InputError", "exception_message": "latent: has 1 frame "})
+    assert error.describe() == "node 2 (FakeSampler) failed: InputError: latent: has 1 frame"
+    stopped = results.execution_error("execution_interrupted", {"node_id": "2", "node_type": "FakeSampler"})
+    assert stopped.describe() == "node 2 (FakeSampler) failed: Interrupted: processing was interrupted"
+    status = {"messages": [["execution_start", {}], ["execution_interrupted", {"node_id": "5", "node_type": "KSampler"}]]}
+    assert results.error_from_status(status).describe() == "interrupted at node 5 (KSampler)"
+    assert results.error_from_status({}).describe() == "the workflow did not complete (no error message from ComfyUI)"
 
 
 def test_output_paths_stay_inside_out(tmp_path):
-    assert cli.local_target(tmp_path, {"filename": "a.png", "subfolder": "x", "type": "output"}) == tmp_path / "x" / "a.png"
-    assert cli.local_target(tmp_path, {"filename": "a.png", "subfolder": "", "type": "temp"}) == tmp_path / "previews" / "a.png"
-    assert cli.local_target(tmp_path, {"filename": "evil.sh", "subfolder": "../../..", "type": "output"}) == tmp_path / "evil.sh"
-    assert cli.local_target(tmp_path, {"filename": "../../x", "subfolder": "", "type": "temp"}) == tmp_path / "previews" / "x"
+    assert results.local_target(tmp_path, {"filename": "a.png", "subfolder": "x", "type": "output"}) == tmp_path / "x" / "a.png"
+    assert results.local_target(tmp_path, {"filename": "a.png", "subfolder": "", "type": "temp"}) == tmp_path / "previews" / "a.png"
+    assert results.local_target(tmp_path, {"filename": "evil.sh", "subfolder": "../../..", "type": "output"}) == tmp_path / "evil.sh"
+    assert results.local_target(tmp_path, {"filename": "../../x", "subfolder": "", "type": "temp"}) == tmp_path / "previews" / "x"
 
 
 def test_progress_prints_nodes_and_steps():
     stream = io.StringIO()
-    p = cli.Progress(API, stream=stream)
+    p = progress.ProgressPrinter(API, stream=stream)
     p.event("executing", {"node": "2", "prompt_id": "x"})
     for i in range(1, 4):
         p.event("progress", {"value": i, "max": 3, "node": "2", "prompt_id": "x"})
@@ -224,7 +241,7 @@ def test_progress_prints_nodes_and_steps():
     assert "running node 2 (FakeSampler)" in text and "running node 3 (FakeSave)" in text
     assert "3/3 node 2 (FakeSampler)" in text  # non-tty: first and last step only
     assert "2/3" not in text
-    assert p.executed == ["2", "3"] and p.error["node_id"] == "3"
+    assert p.executed == ["2", "3"] and p.error.node_id == "3" and p.error.message == "disk full"
 
 
 class TtyStream(io.StringIO):
@@ -234,7 +251,7 @@ class TtyStream(io.StringIO):
 
 def test_progress_on_a_terminal_updates_the_bar_in_place():
     stream = TtyStream()
-    p = cli.Progress(API, stream=stream)
+    p = progress.ProgressPrinter(API, stream=stream)
     p.event("executing", {"node": "2"})
     for i in (1, 2):
         p.event("progress", {"value": i, "max": 2, "node": "2"})
@@ -245,7 +262,7 @@ def test_progress_on_a_terminal_updates_the_bar_in_place():
     assert "[############............] 1/2" in text and "[########################] 2/2" in text
     assert text.endswith("running node 3 (FakeSave)\n")
     quiet = TtyStream()
-    q = cli.Progress(API, stream=quiet, quiet=True)
+    q = progress.ProgressPrinter(API, stream=quiet, quiet=True)
     q.event("executing", {"node": "2"})
     assert quiet.getvalue() == "" and q.executed == ["2"]
 
@@ -263,25 +280,25 @@ def run_main(argv):
 
 def test_exit_codes_for_usage_and_environment(tmp_path, monkeypatch):
     code, _, err = run_main(["run", str(tmp_path / "missing.json")])
-    assert code == cli.EXIT_USAGE and "does not exist" in err
+    assert code == errors.EXIT_USAGE and "does not exist" in err
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     code, _, err = run_main(["run", str(bad)])
-    assert code == cli.EXIT_USAGE and "not valid JSON" in err
+    assert code == errors.EXIT_USAGE and "not valid JSON" in err
     wf = tmp_path / "wf.json"
     wf.write_text(json.dumps(API))
     code, _, err = run_main(["run", str(wf), "--set", "2seed=1"])
-    assert code == cli.EXIT_USAGE and "NODE_ID.INPUT=VALUE" in err
+    assert code == errors.EXIT_USAGE and "NODE_ID.INPUT=VALUE" in err
     code, _, err = run_main(["run", str(wf), "--comfyui", str(tmp_path)])
-    assert code == cli.EXIT_ENV and "not a ComfyUI folder" in err
+    assert code == errors.EXIT_ENV and "not a ComfyUI folder" in err
     monkeypatch.delenv("COMFYUI_PATH", raising=False)
     code, _, err = run_main(["run", str(wf)])
-    assert code == cli.EXIT_ENV and "ComfyUI not found" in err
+    assert code == errors.EXIT_ENV and "ComfyUI not found" in err
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     code, _, err = run_main(["run", str(wf), "--server", f"http://127.0.0.1:{port}"])
-    assert code == cli.EXIT_ENV and "cannot reach the ComfyUI server" in err
+    assert code == errors.EXIT_ENV and "cannot reach the ComfyUI server" in err
     with pytest.raises(SystemExit) as e:  # argparse: missing workflow argument
         cli.main(["run"], out=io.StringIO(), err=io.StringIO())
     assert e.value.code == 2
@@ -395,12 +412,12 @@ def ui_file(tmp_path):
 def test_server_run_success(fake, ui_file, tmp_path):
     out_dir = tmp_path / "out"
     code, out, err = run_main(["run", str(ui_file), "--server", fake.url, "--out", str(out_dir), "--set", "2.seed=77", "--set", "2.denoise=false"])
-    assert code == cli.EXIT_OK, err
+    assert code == errors.EXIT_OK, err
     sent = fake.prompts[-1]
     assert sent["prompt"]["2"]["inputs"]["seed"] == 77 and sent["prompt"]["2"]["inputs"]["denoise"] is False
     assert sent["prompt"]["2"]["inputs"]["images"] == ["1", 0] and sent["client_id"]
     # the sample clip the workflow names was uploaded, byte for byte
-    assert fake.uploads["vek_sample.mp4"] == cli.sample_clip_path("vek_sample.mp4").read_bytes()
+    assert fake.uploads["vek_sample.mp4"] == sample_clip_path("vek_sample.mp4").read_bytes()
     # outputs fetched through /view into --out, previews into --out/previews, texts printed
     saved = out_dir / "video" / "vek_00001.mp4"
     assert saved.read_bytes() == b"output data of video/vek_00001.mp4"
@@ -413,28 +430,28 @@ def test_server_run_success(fake, ui_file, tmp_path):
 
 def test_server_run_validation_error(fake, ui_file, tmp_path):
     code, _, err = run_main(["run", str(ui_file), "--server", fake.url, "--out", str(tmp_path), "--set", "2.cfg=25", "--no-websocket"])
-    assert code == cli.EXIT_FAILED
+    assert code == errors.EXIT_FAILED
     assert "failed validation" in err and "node 2 (FakeSampler): Value bigger than max: cfg 25.0 > 20" in err
 
 
 def test_server_run_execution_error(fake, ui_file, tmp_path):
     code, out, err = run_main(["run", str(ui_file), "--server", fake.url, "--out", str(tmp_path), "--set", "2.text=boom", "--no-websocket"])
-    assert code == cli.EXIT_FAILED
+    assert code == errors.EXIT_FAILED
     assert "error: node 2 (FakeSampler) failed: InputError: seed: the fake exploded" in err
     assert "outputs" not in out
 
 
 def test_server_set_errors_use_the_servers_object_info(fake, ui_file, tmp_path):
     code, _, err = run_main(["run", str(ui_file), "--server", fake.url, "--set", "2.sampler_name=heun"])
-    assert code == cli.EXIT_USAGE and "--set 2.sampler_name (node 2, FakeSampler): 'heun' is not one of the choices: euler, dpmpp_2m, ddim" in err
+    assert code == errors.EXIT_USAGE and "--set 2.sampler_name (node 2, FakeSampler): 'heun' is not one of the choices: euler, dpmpp_2m, ddim" in err
     code, _, err = run_main(["run", str(ui_file), "--server", fake.url, "--set", "2.cfg=31"])
-    assert code == cli.EXIT_USAGE and "outside its range [0.0, 30.0]" in err
+    assert code == errors.EXIT_USAGE and "outside its range [0.0, 30.0]" in err
     assert fake.prompts == []  # nothing was queued
 
 
 def test_print_api(fake, ui_file):
     code, out, _ = run_main(["run", str(ui_file), "--server", fake.url, "--print-api", "--set", "2.seed=3"])
-    assert code == cli.EXIT_OK
+    assert code == errors.EXIT_OK
     prompt = json.loads(out)
     assert prompt["2"]["inputs"]["seed"] == 3 and prompt["3"]["class_type"] == "FakeSave" and fake.prompts == []
 
@@ -444,29 +461,29 @@ def test_tiny_substitution_and_missing_models(fake, tmp_path):
     wf = tmp_path / "t.json"
     wf.write_text(json.dumps(api))
     code, out, err = run_main(["run", str(wf), "--server", fake.url, "--tiny", "--print-api"])
-    assert code == cli.EXIT_OK, err
+    assert code == errors.EXIT_OK, err
     prompt = json.loads(out)
     assert prompt["8"]["inputs"]["ckpt_name"] == "vek-tiny-sd15.safetensors" and api["8"]["inputs"]["ckpt_name"] == "real.safetensors"
     assert "tiny model: 8 CheckpointLoaderSimple.ckpt_name: 'real.safetensors' -> 'vek-tiny-sd15.safetensors'" in err
     without = {"CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [["real.safetensors"], {}]}}}}
-    assert cli.missing_choices(prompt, without) == ["node 8 ckpt_name=vek-tiny-sd15.safetensors"]
-    assert cli.missing_choices(prompt, OBJECT_INFO) == []
+    assert tiny.missing_choices(prompt, without) == ["node 8 ckpt_name=vek-tiny-sd15.safetensors"]
+    assert tiny.missing_choices(prompt, OBJECT_INFO) == []
 
 
 def test_max_steps(fake, ui_file):
     code, out, err = run_main(["run", str(ui_file), "--server", fake.url, "--print-api", "--set", "2.seed=3", "--max-steps", "1"])
-    assert code == cli.EXIT_OK, err
+    assert code == errors.EXIT_OK, err
     assert json.loads(out)["2"]["inputs"]["steps"] == 1 and "max steps: 2 FakeSampler.steps: 2 -> 1" in err
     code, _, err = run_main(["run", str(ui_file), "--server", fake.url, "--print-api", "--max-steps", "0"])
-    assert code == cli.EXIT_USAGE and "--max-steps must be at least 1" in err
+    assert code == errors.EXIT_USAGE and "--max-steps must be at least 1" in err
 
 
 def test_server_interrupt_on_timeout(fake, ui_file, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(cli.ServerClient, "history", lambda self, pid: None)  # never finishes
-    monkeypatch.setattr(cli.ServerClient, "interrupt", lambda self: calls.append("interrupt"))
+    monkeypatch.setattr(server.ServerClient, "history", lambda self, pid: None)  # never finishes
+    monkeypatch.setattr(server.ServerClient, "interrupt", lambda self: calls.append("interrupt"))
     code, _, err = run_main(["run", str(ui_file), "--server", fake.url, "--out", str(tmp_path), "--timeout", "0.5"])
-    assert code == cli.EXIT_FAILED and "timed out" in err and calls == ["interrupt"]
+    assert code == errors.EXIT_FAILED and "timed out" in err and calls == ["interrupt"]
 
 
 def test_doctor_on_a_server(fake, tmp_path):
@@ -477,7 +494,7 @@ def test_doctor_on_a_server(fake, tmp_path):
     bad["2"]["inputs"]["text"] = "boom"
     (folder / "boom.json").write_text(json.dumps(bad))
     code, out, err = run_main(["doctor", "--server", fake.url, "--workflows", str(folder), "--out", str(tmp_path / "o")])
-    assert code == cli.EXIT_FAILED
+    assert code == errors.EXIT_FAILED
     lines = out.splitlines()
     assert lines[0] == f"ComfyUI server: {fake.url}"
     assert any(line.startswith("ok.json") and " pass " in line for line in lines)
@@ -491,14 +508,14 @@ def test_server_tiny_choice_for_loaders_registered_in_the_server():
     prompt = {"1": {"class_type": "VEK_Loader", "inputs": {"ckpt_name": "venhancer_v2.pt"}},
               "2": {"class_type": "NoTiny", "inputs": {"name": "b.pt"}},
               "3": {"class_type": "VEK_Loader", "inputs": {"ckpt_name": "other.pt"}}}
-    out, changes = cli.server_tiny_choices(prompt, info)
+    out, changes = tiny.server_tiny_choices(prompt, info)
     assert out["1"]["inputs"]["ckpt_name"] == "vek-tiny-x.safetensors" and prompt["1"]["inputs"]["ckpt_name"] == "venhancer_v2.pt"
     assert out["3"]["inputs"]["ckpt_name"] == "other.pt"  # a file the server has stays
     assert changes == ["1 VEK_Loader.ckpt_name: 'venhancer_v2.pt' -> 'vek-tiny-x.safetensors' (the server's tiny model)"]
-    assert cli.missing_choices(out, info) == ["node 2 name=b.pt"]
+    assert tiny.missing_choices(out, info) == ["node 2 name=b.pt"]
 
 
-class FakeBackend:
+class FakeBackend(backend.Backend):
     """A stand-in for the in-process host, to test doctor's table and exit code."""
 
     def __init__(self, fail=("b.json",), failures=None):
@@ -520,8 +537,9 @@ class FakeBackend:
         name = prompt["3"]["inputs"]["filename_prefix"]
         self.ran.append(name)
         if f"{name}.json" in self.fail:
-            return cli.RunResult(False, "p", {}, [], "node 2 (FakeSampler) failed: RuntimeError: bad\nsecond line", 0.1)
-        return cli.RunResult(True, "p", {}, [Path("x.mp4")], "", 0.1)
+            error = results.NodeError("2", "FakeSampler", "bad\nsecond line", "RuntimeError")
+            return results.RunResult(False, "p", prompt, error=error, seconds=0.1)
+        return results.RunResult(True, "p", prompt, files=[Path("x.mp4")], seconds=0.1)
 
 
 def test_doctor_table_and_exit_code(tmp_path):
@@ -532,7 +550,7 @@ def test_doctor_table_and_exit_code(tmp_path):
     args = cli.build_parser().parse_args(["doctor", "--workflows", str(tmp_path), "--out", str(tmp_path / "o")])
     out = io.StringIO()
     backend = FakeBackend()
-    assert cli.cmd_doctor(args, out=out, backend=backend) == cli.EXIT_FAILED
+    assert cli.cmd_doctor(args, out=out, backend=backend) == errors.EXIT_FAILED
     text = out.getvalue()
     lines = text.splitlines()
     assert lines[1].split() == ["workflow", "status", "seconds", "message"]
@@ -540,8 +558,8 @@ def test_doctor_table_and_exit_code(tmp_path):
     assert any(line.startswith("b.json") and " FAIL " in line and "RuntimeError: bad | second line" in line for line in lines)
     assert "1 nodes registered" in text and text.rstrip().endswith("doctor: FAILED")
     out = io.StringIO()
-    assert cli.cmd_doctor(args, out=out, backend=FakeBackend(fail=())) == cli.EXIT_OK
+    assert cli.cmd_doctor(args, out=out, backend=FakeBackend(fail=())) == errors.EXIT_OK
     assert out.getvalue().rstrip().endswith("all checks passed")
     out = io.StringIO()
-    assert cli.cmd_doctor(args, out=out, backend=FakeBackend(fail=(), failures={"video_enhance_kit": "ImportError: x"})) == cli.EXIT_FAILED
+    assert cli.cmd_doctor(args, out=out, backend=FakeBackend(fail=(), failures={"video_enhance_kit": "ImportError: x"})) == errors.EXIT_FAILED
     assert "import failed: video_enhance_kit: ImportError: x" in out.getvalue()

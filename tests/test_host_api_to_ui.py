@@ -1,12 +1,15 @@
 """api_to_ui: API prompt -> UI workflow that comfy-cli's converter turns back into the same prompt."""
 
 import copy
+import json
+from pathlib import Path
 
 import pytest
-
 from comfy_cli.workflow_to_api import convert_ui_to_api
+from video_enhance_kit.assets import workflow_ui
+from video_enhance_kit.assets.workflow_ui import api_to_ui
 
-from video_enhance_kit.nodes._host import api_to_ui, substitute_tiny_models
+ROOT = Path(__file__).resolve().parents[1]
 
 OBJECT_INFO = {
     "Loader": {
@@ -128,7 +131,7 @@ def test_titles_notes_and_groups():
     note = next(n for n in ui["nodes"] if n["type"] == "MarkdownNote")
     assert note["widgets_values"] == ["# read me"] and note["id"] == 7
     (group,) = ui["groups"]
-    x, y, w, h = group["bounding"]
+    x, _y, w, _h = group["bounding"]
     for n in ui["nodes"]:
         if n["id"] in (1, 2):
             assert x <= n["pos"][0] and n["pos"][0] + n["size"][0] <= x + w
@@ -153,24 +156,6 @@ def test_unknown_node_named():
         api_to_ui({"1": {"class_type": "NoSuchNode", "inputs": {}}}, OBJECT_INFO)
 
 
-def test_tiny_substitution_rewrites_only_literal_loader_inputs():
-    prompt = {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.safetensors"}},
-        "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": "umt5.safetensors", "type": "wan"}},
-        "3": {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}},
-        "4": {"class_type": "VAELoader", "inputs": {"vae_name": "vae-ft-mse.safetensors"}},
-        "5": {"class_type": "UNETLoader", "inputs": {"unet_name": ["9", 0], "weight_dtype": "fp8_e4m3fn"}},
-    }
-    out, changes = substitute_tiny_models(prompt)
-    assert prompt["1"]["inputs"]["ckpt_name"] == "sd15.safetensors"  # input not mutated
-    assert out["1"]["inputs"]["ckpt_name"] == "vek-tiny-sd15.safetensors"
-    assert out["2"]["inputs"] == {"clip_name": "vek-tiny-clip-l.safetensors", "type": "sd3"}
-    assert out["3"]["inputs"]["vae_name"] == "vek-tiny-wan21-vae.safetensors"
-    assert out["4"]["inputs"]["vae_name"] == "vek-tiny-taesd.safetensors"
-    assert out["5"]["inputs"]["unet_name"] == ["9", 0] and out["5"]["inputs"]["weight_dtype"] == "default"
-    assert len(changes) == 6  # ckpt, clip name + type, 2 vae, weight_dtype
-
-
 def test_group_boxes_never_overlap():
     groups = [{"title": "A", "nodes": ["1", "5"]}, {"title": "B", "nodes": ["2", "6"]}]
     ui = api_to_ui(PROMPT, OBJECT_INFO, groups=groups)
@@ -181,3 +166,44 @@ def test_group_boxes_never_overlap():
         x, y = nodes[nid]["pos"]
         for gx, gy, gw, gh in (a, b):
             assert not (gx <= x <= gx + gw and gy <= y <= gy + gh)
+
+
+UPLOADS = {
+    "LoadVideo": {"input": {"required": {"file": [["vek_sample.mp4", "b.mp4"], {"video_upload": True}]}},
+                  "input_order": {"required": ["file"]}, "output": ["VIDEO"], "output_name": ["VIDEO"],
+                  "name": "LoadVideo", "display_name": "Load Video", "category": "x", "output_node": False},
+    "LoadImage": {"input": {"required": {"image": [["a.png"], {"image_upload": True}]},
+                            "optional": {"note": ["STRING", {"default": "n"}]}},
+                  "input_order": {"required": ["image"], "optional": ["note"]}, "output": ["IMAGE", "MASK"],
+                  "output_name": ["IMAGE", "MASK"], "name": "LoadImage", "display_name": "Load Image", "category": "x",
+                  "output_node": False},
+}
+
+
+def test_upload_widgets_are_stored_as_comfyui_templates_store_them():
+    prompt = {"1": {"class_type": "LoadVideo", "inputs": {"file": "b.mp4"}},
+              "2": {"class_type": "LoadImage", "inputs": {"image": "a.png", "note": "x"}}}
+    ui = api_to_ui(prompt, UPLOADS)
+    video, image = ui["nodes"]
+    assert video["widgets_values"] == ["b.mp4", "image"]
+    assert image["widgets_values"] == ["a.png", "x", "image"]  # the upload widget's value comes last
+    assert [workflow_ui.widget_count(UPLOADS[t]) for t in ("LoadVideo", "LoadImage")] == [2, 3]
+    assert video["size"] == [workflow_ui.NODE_WIDTH, 30 + 22 + 24 + 10]  # the drawn height counts the file row only
+    back = convert_ui_to_api(ui, UPLOADS)
+    assert {k: v["inputs"] for k, v in back.items()} == {k: v["inputs"] for k, v in prompt.items()}
+
+
+def test_widget_count_counts_seed_companions():
+    assert workflow_ui.widget_count(OBJECT_INFO["Sampler"]) == 7  # seed + control, steps, cfg, sampler, denoise, note
+    assert workflow_ui.widget_count(OBJECT_INFO["Loader"]) == 1
+
+
+def test_example_workflows_store_upload_widgets_with_their_value():
+    """Every LoadVideo / LoadImage of example_workflows holds [file, "image"], as the frontend saves it."""
+    found = 0
+    for path in sorted((ROOT / "example_workflows").glob("*.json")):
+        for node in json.loads(path.read_text())["nodes"]:
+            if node["type"] in ("LoadVideo", "LoadImage"):
+                found += 1
+                assert len(node["widgets_values"]) == 2 and node["widgets_values"][1] == "image", (path.name, node["id"])
+    assert found >= 9

@@ -10,7 +10,7 @@ Every host test of every feature shares it: keep inputs tiny (e.g. 4-9 frames of
 
 Session fixtures (all take no arguments; use them as test parameters):
 
-``comfy_host``    the started :class:`video_enhance_kit.nodes._host.ComfyHost`
+``comfy_host``    the started :class:`video_enhance_kit.host.ComfyHost`
                   (``input_dir``, ``output_dir``, ``object_info()``, ``node_class(id)``, ``pack_module(sub)``,
                   ``pack_node_ids()``, ``pack_errors``, ``tiny_models``).
 ``object_info``   dict: what GET /object_info returns (every node, the pack's included).
@@ -36,7 +36,7 @@ Session fixtures (all take no arguments; use them as test parameters):
                   a UI- or API-format workflow; ``overrides={"NODE_ID.input": value}``.
 ``pack``          ``pack("utils.flow")``: the pack's module as ComfyUI imported it (build inputs whose
                   class a node checks with isinstance from here, not from ``video_enhance_kit.*``).
-``tiny_models``   ``{filename: Path}`` of the tiny models (names in ``video_enhance_kit.nodes._tiny_models``:
+``tiny_models``   ``{filename: Path}`` of the tiny models (names in ``video_enhance_kit.host.tiny``:
                   SD15_CHECKPOINT, CLIP_L, WAN21_MODEL, WAN21_VAE, TAESD_VAE).
 
 Prompt builders: the fixtures ``sd15_prompt`` and ``wan_prompt`` return functions that build a small
@@ -57,12 +57,15 @@ at 64 px takes ~10 s on one CPU core, so prefer latents-only tests where you can
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-from video_enhance_kit.nodes._host import ComfyHost, HostError, describe_missing_comfyui, find_comfyui
+from video_enhance_kit.host import (
+    ComfyHost,
+    HostError,
+    describe_missing_comfyui,
+    find_comfyui,
+)
 
 HOST_DIR = Path(__file__).parent
 COMFYUI = find_comfyui()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from video_enhance_kit import cli
-from video_enhance_kit.nodes._host import api_to_ui
+from video_enhance_kit.assets.workflow_ui import api_to_ui
+from video_enhance_kit.host.locate import comfyui_version
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,7 +102,7 @@ def test_doctor_table(comfy_host, tmp_path):
     assert any(line.startswith("a_video.json") and " pass " in line for line in lines)
     assert any(line.startswith("b_unknown.json") and " FAIL " in line and "VEK_NoSuchNode" in line for line in lines)
     assert f"{len(comfy_host.pack_node_ids())} nodes registered" in out and out.rstrip().endswith("doctor: FAILED")
-    version = cli.comfyui_version(comfy_host.comfyui)
+    version = comfyui_version(comfy_host.comfyui)
     assert version[0].isdigit() and f"ComfyUI: {comfy_host.comfyui} ({version})" in out
 
 

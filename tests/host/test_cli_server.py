@@ -7,8 +7,8 @@ launcher that defines torchvision's missing C++ op schemas first (CPU torch, see
 """
 
 import io
-import re
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -19,15 +19,16 @@ from pathlib import Path
 
 import pytest
 from video_enhance_kit import cli
-from video_enhance_kit.nodes import _tiny_models
-from video_enhance_kit.nodes._host import PACK_ROOT, api_to_ui
+from video_enhance_kit.assets.workflow_ui import api_to_ui
+from video_enhance_kit.host import PACK_ROOT
+from video_enhance_kit.host.server import ServerClient
 
 ROOT = Path(__file__).resolve().parents[2]
 
 LAUNCHER = """
 import runpy, sys
-from video_enhance_kit.nodes._host import _define_torchvision_ops
-_define_torchvision_ops()
+from video_enhance_kit.host.boot import define_torchvision_ops
+define_torchvision_ops()
 main = sys.argv[1]
 sys.argv = [main] + sys.argv[2:]
 runpy.run_path(main, run_name="__main__")
@@ -57,8 +58,8 @@ def server(comfy_host, tmp_path_factory):
     for d in ("input", "output", "temp", "user"):
         (work / d).mkdir()
     folders = {}
-    for name, path in comfy_host.tiny_models.items():
-        folders.setdefault(_tiny_models.TINY_MODELS[name].folder, str(Path(path).parent))
+    for path in comfy_host.tiny_models.values():
+        folders.setdefault(Path(path).parent.name, str(Path(path).parent))
     yaml_lines = ["vek_test:", f"  custom_nodes: {work / 'custom_nodes'}"] + [f"  {k}: {v}" for k, v in sorted(folders.items())]
     (work / "extra_model_paths.yaml").write_text("\n".join(yaml_lines) + "\n")
     port = free_port()
@@ -102,7 +103,7 @@ def run_main(argv):
 
 
 def test_server_loaded_the_pack(server, comfy_host):
-    info = cli.ServerClient(server["url"]).object_info()
+    info = ServerClient(server["url"]).object_info()
     ours = sorted(k for k in info if k.startswith("VEK_"))
     assert ours and ours == sorted(comfy_host.pack_node_ids())
     log = server["log"].read_text()
@@ -139,7 +140,7 @@ def test_server_run_video_uploads_sample_clip_and_fails_with_node(server, tmp_pa
     assert code == cli.EXIT_FAILED and "node 4 (CreateVideo): Value 500.0 bigger than max of 120.0" in err
 
     shutil.copy(ROOT / "README.md", tmp_path / "vek_broken.mp4")  # not a video
-    cli.ServerClient(server["url"]).upload(tmp_path / "vek_broken.mp4", overwrite=True)
+    ServerClient(server["url"]).upload(tmp_path / "vek_broken.mp4", overwrite=True)
     wf.write_text(json.dumps(VIDEO_PROMPT))
     code, _, err = run_main(["run", str(wf), "--server", server["url"], "--set", "1.file=vek_broken.mp4", "--timeout", "300"])
     assert code == cli.EXIT_FAILED and "error: node 2 (GetVideoComponents) failed:" in err
@@ -168,4 +169,4 @@ def test_doctor_runs_every_example_workflow_through_post_prompt(server, tmp_path
     code, out, err = run_main(["doctor", "--server", server["url"]])
     assert code == cli.EXIT_OK, out + err + server["log"].read_text()[-2000:]
     for wf in sorted((ROOT / "example_workflows").glob("*.json")):
-        assert re.search(rf"^{re.escape(wf.name)}\s+pass\b", out, re.M), out
+        assert re.search(rf"^{re.escape(wf.name)}\s+pass\b", out, re.MULTILINE), out

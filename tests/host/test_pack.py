@@ -139,7 +139,8 @@ def test_tiny_models_are_detected_as_their_families(comfy_host, tiny_models):
 
 
 def test_tiny_model_builders_are_deterministic(comfy_host):
-    tm = comfy_host.pack_module("nodes._tiny_models")
+    from video_enhance_kit.host import tiny_models as tm
+
     a, b = tm.wan21_state_dict(), tm.wan21_state_dict()
     assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a)
     t = tm.taesd_state_dict()

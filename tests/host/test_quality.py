@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from video_enhance_kit.nodes._host import (
+from video_enhance_kit.host import (
     ComfyHost,
     describe_missing_comfyui,
     find_comfyui,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from video_enhance_kit.nodes._host import ComfyHost, describe_missing_comfyui, find_comfyui
+from video_enhance_kit.host import ComfyHost, describe_missing_comfyui, find_comfyui
 
 if find_comfyui() is None:
     pytest.skip(describe_missing_comfyui(), allow_module_level=True)

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-from video_enhance_kit.nodes._host import describe_missing_comfyui, find_comfyui
+from video_enhance_kit.host import describe_missing_comfyui, find_comfyui
 
 if find_comfyui() is None:
     pytest.skip(describe_missing_comfyui(), allow_module_level=True)
 
-from video_enhance_kit.nodes import _tiny_models as tm
+from video_enhance_kit.host import tiny as tm
 
 TINY = "vek-tiny-venhancer.safetensors"
 

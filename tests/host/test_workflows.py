@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from comfy_cli.workflow_to_api import convert_ui_to_api
-
-from video_enhance_kit.nodes._host import api_to_ui, default_of, substitute_tiny_models
+from video_enhance_kit.assets.workflow_ui import api_to_ui, default_of, widget_count
+from video_enhance_kit.host import substitute_tiny_models
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
@@ -60,7 +60,7 @@ def test_example_workflow_has_a_small_thumbnail(path):
 def test_example_workflow_names_real_model_files_and_the_sample_clip(path, comfy_host):
     prompt = comfy_host.to_api(json.loads(path.read_text()))
     for node_id, node in prompt.items():
-        for name, value in node["inputs"].items():
+        for value in node["inputs"].values():
             assert not (isinstance(value, str) and value.startswith("vek-tiny-")), \
                 f"{path.name} node {node_id} names a tiny test model ({value}); name the real file users download"
         if node["class_type"] == "LoadVideo":
@@ -86,3 +86,13 @@ def test_api_to_ui_round_trips_real_prompts(object_info, sd15_prompt, wan_prompt
             for extra in set(got) - set(node["inputs"]):  # inputs the prompt left out come back as defaults
                 spec = object_info[node["class_type"]]["input"]["optional"][extra]
                 assert got[extra] == default_of(spec), (node_id, extra)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=_ids(WORKFLOWS))
+def test_every_node_has_the_widget_values_the_frontend_expects(path, object_info):
+    """No widget-count mismatch in the frontend: upload widgets (LoadVideo ``[file, "image"]``) included."""
+    for node in json.loads(path.read_text())["nodes"]:
+        if node["type"] in ("MarkdownNote", "Note"):
+            continue
+        expected = widget_count(object_info[node["type"]])
+        assert len(node["widgets_values"]) == expected, (path.name, node["id"], node["type"], node["widgets_values"])

@@ -2,11 +2,9 @@
 
 Every builder returns a ``{key: tensor}`` state dict whose keys and shapes are exactly what ComfyUI's
 model detection reads, so the stock loaders (CheckpointLoaderSimple, UNETLoader, VAELoader,
-CLIPLoader) load them as the real families. Weights are drawn from a seeded generator: the same
-builder always gives the same bytes. :func:`ensure_tiny_models` writes them once into a cache folder
-(re-used by every process; files are written atomically) and returns their paths.
-
-The models (file names as ComfyUI lists them in the model folders):
+CLIPLoader) load them as the real families. Weights are drawn from a seeded generator (:func:`fill`):
+the same builder always gives the same bytes. :func:`ensure_tiny_models` writes them once into a
+cache folder (re-used by every process; files are written atomically) and returns their paths.
 
 =====================================  ==================  ==============================================
 file                                   folder              what ComfyUI sees
@@ -20,36 +18,36 @@ file                                   folder              what ComfyUI sees
 ``vek-tiny-taesd.safetensors``         vae                 TAESD (SD1.5 latents; stands in for SD VAEs)
 =====================================  ==================  ==============================================
 
+plus every model a feature declares in its ``TINY["models"]`` (``nodes/<feature>.py``): ``{"folder",
+"filename", "network": "package.module:function", "seed", "dtype"}``; the function (core code of the
+pack, e.g. ``models.<net>:tiny_<net>``) returns a torch module whose state is filled with
+:func:`fill` and ``seed``.
+
 CLIP-L's size is fixed by ComfyUI's config (12 layers, vocab 49408): layers 1-11 are saved as exact
 identities (zero projections) so only layer 0 and the embeddings are random. The Wan text encoder
 route: ComfyUI fixes Wan's ``text_dim`` to 4096 (UMT5-XXL, 5.7 B params), so tiny runs load the tiny
 CLIP-L with ``CLIPLoader(type="sd3")``, whose output ComfyUI zero-pads to 4096 channels.
-
-Builders import ComfyUI inside the functions: this module is importable before ComfyUI is on
-sys.path. Register an extra tiny model with :func:`register_tiny_model` (see ``nodes/_host.py``).
+Builders import ComfyUI inside the functions: this module imports without it.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import math
 import os
-import sys
-import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
+from ..nodes import _registry
+from .tiny import CLIP_L, SD15_CHECKPOINT, TAESD_VAE, WAN21_MODEL, WAN21_VAE
+
 #: Bump when a builder changes: the cache folder name carries it, so stale files are never reused.
 TINY_MODELS_VERSION = 1
-
-SD15_CHECKPOINT = "vek-tiny-sd15.safetensors"
-CLIP_L = "vek-tiny-clip-l.safetensors"
-WAN21_MODEL = "vek-tiny-wan21.safetensors"
-WAN21_VAE = "vek-tiny-wan21-vae.safetensors"
-TAESD_VAE = "vek-tiny-taesd.safetensors"
-VENHANCER = "vek-tiny-venhancer.safetensors"  # built by nodes/venhancer.py (needs the network)
+_PACK = __package__.rpartition(".")[0]  # "video_enhance_kit" (or the name ComfyUI gave the pack)
 
 
 @dataclass(frozen=True)
@@ -62,29 +60,28 @@ class TinyModel:
     dtype: torch.dtype = torch.float16
 
 
-def _fill(state: dict[str, torch.Tensor], seed: int, identity: Callable[[str], bool] = lambda k: False) -> dict:
+def _init_value(key: str, shape: tuple, gen: torch.Generator, identity: bool) -> torch.Tensor:
+    leaf = key.rsplit(".", 1)[-1]
+    if identity and not (len(shape) == 1 and leaf == "weight"):
+        return torch.zeros(shape)
+    if leaf == "bias" or leaf in ("vae_shift",):
+        return torch.zeros(shape)
+    if len(shape) <= 1 and ("norm" in key or "ln" in key or leaf in ("weight", "gamma", "vae_scale")):
+        return torch.ones(shape)
+    if "modulation" in key or len(shape) <= 1:
+        return torch.randn(shape, generator=gen) * 0.02
+    fan_in = math.prod(shape[1:]) if len(shape) > 1 else shape[0]
+    return torch.randn(shape, generator=gen) / math.sqrt(max(1, fan_in))
+
+
+def fill(state: dict[str, torch.Tensor], seed: int, identity: Callable[[str], bool] = lambda k: False) -> dict:
     """Deterministic init: biases 0, 1-D scales 1, matrices N(0, 1/fan_in); ``identity(key)`` -> zeros."""
     gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for key in sorted(state):
-        shape = tuple(state[key].shape)
-        leaf = key.rsplit(".", 1)[-1]
-        if identity(key) and not (len(shape) == 1 and leaf == "weight"):
-            value = torch.zeros(shape)
-        elif leaf == "bias" or leaf in ("vae_shift",):
-            value = torch.zeros(shape)
-        elif len(shape) <= 1 and ("norm" in key or "ln" in key or leaf in ("weight", "gamma", "vae_scale")):
-            value = torch.ones(shape)
-        elif "modulation" in key or len(shape) <= 1:
-            value = torch.randn(shape, generator=gen) * 0.02
-        else:
-            fan_in = math.prod(shape[1:]) if len(shape) > 1 else shape[0]
-            value = torch.randn(shape, generator=gen) / math.sqrt(max(1, fan_in))
-        out[key] = value
-    return out
+    return {key: _init_value(key, tuple(state[key].shape), gen, identity(key)) for key in sorted(state)}
 
 
-def _module_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+def module_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A module's state dict without the ``position_ids`` buffers loaders rebuild."""
     return {k: v for k, v in module.state_dict().items() if not k.endswith("position_ids")}
 
 
@@ -100,33 +97,29 @@ def sd15_unet_state_dict() -> dict[str, torch.Tensor]:
         use_linear_in_transformer=False, adm_in_channels=None, dtype=torch.float32,
         operations=comfy.ops.disable_weight_init, device="cpu",
     )
-    return _fill(_module_state(unet), seed=1501)
+    return fill(module_state(unet), seed=1501)
 
 
 def taesd_state_dict(latent_channels: int = 4) -> dict[str, torch.Tensor]:
     """TAESD (2.4 M params, 8x): ComfyUI's VAE class recognises it by ``taesd_decoder.1.weight``."""
     from comfy.taesd.taesd import TAESD
 
-    return _fill(_module_state(TAESD(latent_channels=latent_channels)), seed=1502)
+    return fill(module_state(TAESD(latent_channels=latent_channels)), seed=1502)
+
+
+def _clip_identity(key: str) -> bool:
+    return ".encoder.layers." in key and not key.split(".encoder.layers.")[1].startswith("0.")
 
 
 def clip_l_state_dict() -> dict[str, torch.Tensor]:
     """CLIP-L text model (keys ``text_model.*``); layers 1-11 are identities (zero projections)."""
     import comfy.ops
-    from comfy.clip_model import CLIPTextModel
-    import json
-
     import comfy.sd1_clip
+    from comfy.clip_model import CLIPTextModel
 
-    config_path = Path(comfy.sd1_clip.__file__).parent / "sd1_clip_config.json"
-    config = json.loads(config_path.read_text())
+    config = json.loads((Path(comfy.sd1_clip.__file__).parent / "sd1_clip_config.json").read_text())
     model = CLIPTextModel(config, dtype=torch.float32, device="cpu", operations=comfy.ops.disable_weight_init)
-    state = _module_state(model)
-
-    def identity(key: str) -> bool:
-        return ".encoder.layers." in key and not key.split(".encoder.layers.")[1].startswith("0.")
-
-    return _fill(state, seed=1503, identity=identity)
+    return fill(module_state(model), seed=1503, identity=_clip_identity)
 
 
 def sd15_checkpoint_state_dict() -> dict[str, torch.Tensor]:
@@ -148,7 +141,7 @@ def wan21_state_dict(dim: int = 128, ffn_dim: int = 256, num_layers: int = 2) ->
         cross_attn_norm=True, eps=1e-6, device="cpu", dtype=torch.float32,
         operations=comfy.ops.disable_weight_init,
     )
-    return _fill(_module_state(model), seed=2101)
+    return fill(module_state(model), seed=2101)
 
 
 def wan21_vae_state_dict() -> dict[str, torch.Tensor]:
@@ -157,42 +150,41 @@ def wan21_vae_state_dict() -> dict[str, torch.Tensor]:
 
     vae = WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
                  temperal_downsample=[False, True, True], dropout=0.0)
-    return _fill(_module_state(vae), seed=2102)
+    return fill(module_state(vae), seed=2102)
 
 
-def shared_registry(name: str) -> dict:
-    """A dict shared by every copy of the pack in this process.
-
-    ComfyUI imports the pack under a module name made from its folder path, while the CLI and tests
-    import it as ``video_enhance_kit``: two copies of each module. Registries live here so that a
-    registration made by either copy (e.g. a feature node file loaded by ComfyUI) is seen by both.
-    """
-    holder = sys.modules.get(_SHARED)
-    if holder is None:
-        holder = sys.modules.setdefault(_SHARED, types.ModuleType(_SHARED))
-    if not hasattr(holder, name):
-        setattr(holder, name, {})
-    return getattr(holder, name)
+#: The tiny models of ComfyUI's own model families.
+HOST_MODELS = (
+    TinyModel("checkpoints", SD15_CHECKPOINT, sd15_checkpoint_state_dict),
+    TinyModel("text_encoders", CLIP_L, clip_l_state_dict),
+    TinyModel("diffusion_models", WAN21_MODEL, wan21_state_dict, torch.float32),
+    TinyModel("vae", WAN21_VAE, wan21_vae_state_dict),
+    TinyModel("vae", TAESD_VAE, taesd_state_dict),
+)
 
 
-_SHARED = "_video_enhance_kit_shared_registries"
-
-#: Every tiny model, by file name. Add yours with :func:`register_tiny_model`.
-TINY_MODELS: dict[str, TinyModel] = shared_registry("tiny_models")
-
-
-def register_tiny_model(model: TinyModel) -> TinyModel:
-    """Add a tiny model to the registry (built into the cache the next time it is needed)."""
-    TINY_MODELS[model.filename] = model
-    return model
+def _network(reference: str) -> Callable[[], torch.nn.Module]:
+    """The pack's function named ``"package.module:function"`` (relative to the pack root)."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(f"{_PACK}.{module}"), name)
 
 
-register_tiny_model(TinyModel("checkpoints", SD15_CHECKPOINT, sd15_checkpoint_state_dict))
-register_tiny_model(TinyModel("text_encoders", CLIP_L, clip_l_state_dict))
-register_tiny_model(TinyModel("diffusion_models", WAN21_MODEL, wan21_state_dict, torch.float32))
-register_tiny_model(TinyModel("vae", WAN21_VAE, wan21_vae_state_dict))
-register_tiny_model(TinyModel("vae", TAESD_VAE, taesd_state_dict))
+def declared_model(spec: dict) -> TinyModel:
+    """The :class:`TinyModel` of one ``TINY["models"]`` entry of a feature."""
+    network, seed = spec["network"], int(spec["seed"])
 
+    def build() -> dict[str, torch.Tensor]:
+        return fill(module_state(_network(network)()), seed=seed)
+
+    return TinyModel(spec["folder"], spec["filename"], build, getattr(torch, spec.get("dtype", "float16")))
+
+
+def tiny_models() -> dict[str, TinyModel]:
+    """Every tiny model by file name: ComfyUI's families, then the ones the features declare."""
+    models = {m.filename: m for m in HOST_MODELS}
+    for declaration in _registry.tiny_declarations().values():
+        models.update({m.filename: m for m in map(declared_model, declaration.get("models") or [])})
+    return models
 
 
 def default_cache_dir() -> Path:
@@ -204,17 +196,11 @@ def default_cache_dir() -> Path:
     return base / "video_enhance_kit" / f"tiny-models-v{TINY_MODELS_VERSION}"
 
 
-def tiny_model_path(filename: str, root: Path | None = None) -> Path:
-    model = TINY_MODELS[filename]
-    return (root or default_cache_dir()) / model.folder / model.filename
-
-
-def ensure_tiny_model(filename: str, root: Path | None = None) -> Path:
+def ensure_tiny_model(model: TinyModel, root: Path | None = None) -> Path:
     """Build and save one tiny model unless it is already in the cache; return its path."""
     from safetensors.torch import save_file
 
-    model = TINY_MODELS[filename]
-    path = tiny_model_path(filename, root)
+    path = (root or default_cache_dir()) / model.folder / model.filename
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,7 +211,8 @@ def ensure_tiny_model(filename: str, root: Path | None = None) -> Path:
     return path
 
 
-def ensure_tiny_models(names: list[str] | None = None, root: Path | None = None) -> dict[str, Path]:
-    """Build (once, cached on disk) every registered tiny model, or ``names``; return ``{filename: path}``."""
+def ensure_tiny_models(models: dict[str, TinyModel] | None = None, root: Path | None = None) -> dict[str, Path]:
+    """Build (once, cached on disk) every tiny model, or ``models``; return ``{filename: path}``."""
+    models = tiny_models() if models is None else models
     with torch.inference_mode(False):
-        return {name: ensure_tiny_model(name, root) for name in (names or list(TINY_MODELS))}
+        return {name: ensure_tiny_model(model, root) for name, model in models.items()}
