@@ -9,7 +9,7 @@ from video_enhance_kit.attention.feature_injection import (
     match_batch,
 )
 from video_enhance_kit.samplers.composition import T2VBlock, ddim_runner, inversion
-from video_enhance_kit.samplers.noise_calibration import kdiffusion_rule
+from video_enhance_kit.samplers.noising import kdiffusion_rule
 from video_enhance_kit.utils.checks import InputError
 
 torch.set_num_threads(1)
