@@ -35,6 +35,11 @@ def ddim_step(x: torch.Tensor, x0_hat: torch.Tensor, rule: Rule, sigma: float, s
     return a_next * x0_hat + s_next * implied_noise(x, x0_hat, a, s)
 
 
+def tabulated(rule: Rule, levels: list[float]) -> Rule:
+    """``rule`` evaluated once per run at each schedule level (a host-side table, looked up per step)."""
+    return {sigma: rule(sigma) for sigma in levels}.__getitem__
+
+
 def ddim_sample(denoiser: Denoiser, rule: Rule, x: torch.Tensor, sigmas: torch.Tensor, on_model_call: Hook = None):
     """DDIM from ``x`` at ``sigmas[0]`` down the schedule ``sigmas`` ([steps + 1], descending).
 
@@ -43,6 +48,7 @@ def ddim_sample(denoiser: Denoiser, rule: Rule, x: torch.Tensor, sigmas: torch.T
     interruption).
     """
     x0_hat, levels = None, sigmas.tolist()
+    rule = tabulated(rule, levels)
     for i in range(len(sigmas) - 1):
         if on_model_call is not None:
             on_model_call()
@@ -73,6 +79,7 @@ def ddim_invert(
     check_tensor(x0, "latent")
     check_sigmas(sigmas, "sigmas")
     x, levels = x0, sigmas.tolist()
+    rule = tabulated(rule, levels)
     for i in reversed(range(len(sigmas) - 1)):
         sigma_hi, sigma_lo = levels[i], levels[i + 1]
         if on_step is not None:
