@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .noising import noised
+
 NUM_TIMESTEPS = 1000
 T_START = 899  # official total_noise_levels 900 - 1
 
@@ -66,8 +68,7 @@ class VEnhancerSchedule:
 
     def diffuse(self, x0: torch.Tensor, t: int, noise: torch.Tensor) -> torch.Tensor:
         """q(x_t | x0) sample: alpha_t x0 + sigma_t noise (integer t; negative t counts from the end)."""
-        a, s = self.alphas[t].item(), self.sigmas[t].item()
-        return a * x0 + s * noise
+        return noised(x0, noise, self.alphas[t].item(), self.sigmas[t].item())
 
     def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
         """VE sigma at fractional timesteps: log-linear interpolation between neighbouring integers."""
