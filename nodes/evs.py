@@ -2,7 +2,9 @@
 
 Thin adapter: each stage is a ComfyUI sampling run (CFGGuider + the chosen sampler) over a slice of that
 model's schedule; the composition order, bridges, DDIM inversion and feature injection live in
-samplers/composition.py, samplers/ddim_inversion.py and attention/feature_injection.py.
+samplers/composition.py, samplers/ddim_inversion.py and attention/feature_injection.py (patched into the
+T2V model by nodes/_feature_injection.py). Latents stay on the model's device from stage to stage; the
+output LATENT goes to ComfyUI's intermediate device once, at the end.
 """
 
 from __future__ import annotations
