@@ -66,8 +66,9 @@ class FeatureInjection:
     Args:
         gamma: blending rate of the recorded query, in [0, 1] (default 0.8).
         depth_min, depth_max: normalised depth range of the injected layers (default 0.5 - 1.0).
-        store_device: where recorded tensors live (None: where they were computed). Memory: 3 tensors per
-            selected layer per inversion step, each the size of that layer's q.
+        store_device: where recorded tensors live (None: where they were computed, the default that keeps
+            the injection free of host syncs). Memory: 3 tensors per selected layer per inversion step, each
+            the size of that layer's q.
 
     Set :attr:`mode` to ``"record"`` for the inversion calls, ``"inject"`` for the denoising calls and
     ``"off"`` (the default) otherwise; :meth:`clear` frees the records.
@@ -138,7 +139,7 @@ class FeatureInjection:
         dev = self.store_device
         qkv = tuple(t.detach().to(dev) if dev is not None else t.detach() for t in qkv)
         if isinstance(sigma, torch.Tensor):
-            self.pending.append((layer, sigma.detach().reshape(-1)[0], qkv))
+            self.pending.append((layer, sigma.detach().reshape(-1)[0].clone(), qkv))  # stays on the device
         else:
             self.store[(layer, self.level(sigma, create=True))] = qkv
 

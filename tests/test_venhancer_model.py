@@ -148,7 +148,7 @@ def test_every_attention_call_goes_through_the_given_function(gen):
         calls.append((q.shape, k.shape))
         return V.default_attention(q, k, v)
 
-    kw = dict(hint=hint, t_hint=torch.tensor([199]), s_cond=torch.tensor([8]), mask_cond=mask)
+    kw = {"hint": hint, "t_hint": torch.tensor([199]), "s_cond": torch.tensor([8]), "mask_cond": mask}
     with torch.no_grad():
         plain = model(x, t, ctx, **kw)
         layers.clear()

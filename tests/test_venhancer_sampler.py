@@ -193,7 +193,7 @@ def test_no_host_sync_per_step(gen, monkeypatch):
         reads = []
         for name in ("item", "__bool__", "__float__", "__int__", "tolist", "cpu"):
             original = getattr(torch.Tensor, name)
-            monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _o=original, _n=name, **k: reads.append(_n) or _o(self, *a, **k))
+            monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _o=original, _n=name, _r=reads, **k: _r.append(_n) or _o(self, *a, **k))
         S.venhancer_sample(model, inputs, cfg=2.0, mode="normal", steps=steps, generator=torch.Generator().manual_seed(1),
                            schedule=VS.VEnhancerSchedule.official())
         monkeypatch.undo()
