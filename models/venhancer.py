@@ -11,7 +11,8 @@ Layouts: latents ``[B, C, F, H, W]``; inside the network frames are folded into 
 Parameter names follow the official checkpoint keys one to one (including the upstream spelling
 ``temopral_conv``), so :data:`OFFICIAL_KEY_MAP` is the identity and a state dict of the official
 ``.pt`` loads with ``load_state_dict(strict=True)``. The default :class:`VEnhancerConfig` is the
-official one (2,044,809,796 parameters). Attention runs through ``torch.nn.functional.scaled_dot_product_attention``.
+official one (2,044,809,796 parameters). Attention runs through an attention function the caller may
+hand in (``forward(..., attention=fn)``, see :data:`~.venhancer_blocks.AttentionFn`); the default is torch SDPA.
 """
 
 from __future__ import annotations
@@ -19,8 +20,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .venhancer_blocks import (
+    AttentionFn,
+    Conv,
+    Downsample,
+    LayerContext,
+    Layers,
+    ResBlock,
+    SpatialTransformer,
+    TemporalTransformer,
+    Upsample,
+    default_attention,
+    naive_attention,
+    sdpa_attention,
+    set_attention_kernel,
+    timestep_embedding,
+    zero_,
+)
 
 
 @dataclass(frozen=True)
@@ -66,262 +84,6 @@ OFFICIAL_KEY_MAP: dict[str, str] = {}
 def official_key(name: str) -> str:
     """The checkpoint key of one of our parameter names (identity; see OFFICIAL_KEY_MAP)."""
     return OFFICIAL_KEY_MAP.get(name, name)
-
-
-def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding [cos(t w_i), sin(t w_i)], w_i = 10000^(-i / (dim/2)); t [N] -> [N, dim] float32."""
-    half = dim // 2
-    t = t.float().reshape(-1)
-    freqs = torch.pow(10000.0, -torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
-    if dim % 2:
-        emb = F.pad(emb, (0, 1))
-    return emb
-
-
-def zero_(module: nn.Module) -> nn.Module:
-    """Zero-initialise every parameter of ``module`` (ControlNet zero convs, residual outputs)."""
-    for p in module.parameters():
-        nn.init.zeros_(p)
-    return module
-
-
-# --------------------------------------------------------------------------- attention
-
-
-class Attention(nn.Module):
-    """Multi-head (cross-)attention softmax(QK^T / sqrt(d)) V through torch SDPA.
-
-    x [N, L, dim], context [N, S, context_dim] (None: self-attention) -> [N, L, dim].
-    """
-
-    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int | None = None):
-        super().__init__()
-        inner = heads * head_dim
-        self.heads = heads
-        self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_k = nn.Linear(context_dim or dim, inner, bias=False)
-        self.to_v = nn.Linear(context_dim or dim, inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner, dim))
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        context = x if context is None else context
-        q, k, v = self.to_q(x), self.to_k(context), self.to_v(context)
-        n, h = q.shape[0], self.heads
-        q, k, v = (u.reshape(u.shape[0], u.shape[1], h, -1).transpose(1, 2) for u in (q, k, v))
-        if k.shape[0] != n:  # one context shared by all rows (expanded, never copied)
-            k, v = k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)
-        out = attention(q, k, v)
-        return self.to_out(out.transpose(1, 2).reshape(n, -1, h * q.shape[-1]))
-
-
-def sdpa_attention(q, k, v):
-    """softmax(QK^T / sqrt(d)) V by torch SDPA; q, k, v [N, heads, L, d]."""
-    return F.scaled_dot_product_attention(q, k, v)
-
-
-def naive_attention(q, k, v):
-    """softmax(QK^T / sqrt(d)) V materialising the full score matrix (benchmark reference)."""
-    scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
-    return scores.softmax(dim=-1) @ v
-
-
-#: The attention kernel used by every Attention module (benchmarks swap it for naive_attention).
-_ATTENTION = {"fn": sdpa_attention}
-
-
-def attention(q, k, v):
-    """Dispatch to the active attention kernel (SDPA by default)."""
-    return _ATTENTION["fn"](q, k, v)
-
-
-def set_attention_kernel(name: str) -> None:
-    """Select the attention kernel: 'sdpa' (default) or 'naive' (for benchmarks)."""
-    _ATTENTION["fn"] = {"sdpa": sdpa_attention, "naive": naive_attention}[name]
-
-
-class GEGLU(nn.Module):
-    """GEGLU(x) = a * gelu(b) with [a, b] = proj(x)."""
-
-    def __init__(self, dim: int, inner: int):
-        super().__init__()
-        self.proj = nn.Linear(dim, inner * 2)
-
-    def forward(self, x):
-        a, gate = self.proj(x).chunk(2, dim=-1)
-        return a * F.gelu(gate)
-
-
-class FeedForward(nn.Module):
-    """GEGLU feed-forward, width x4."""
-
-    def __init__(self, dim: int, mult: int = 4):
-        super().__init__()
-        self.net = nn.Sequential(GEGLU(dim, dim * mult), nn.Dropout(0.0), nn.Linear(dim * mult, dim))
-
-    def forward(self, x):
-        return self.net(x)
-
-
-class TransformerBlock(nn.Module):
-    """x += attn1(LN x); x += attn2(LN x, context); x += ff(LN x). context None: attn2 is self-attention."""
-
-    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int | None):
-        super().__init__()
-        self.attn1 = Attention(dim, heads, head_dim)
-        self.ff = FeedForward(dim)
-        self.attn2 = Attention(dim, heads, head_dim, context_dim)
-        self.norm1 = nn.LayerNorm(dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.norm3 = nn.LayerNorm(dim)
-
-    def forward(self, x, context=None):
-        x = self.attn1(self.norm1(x)) + x
-        x = self.attn2(self.norm2(x), context) + x
-        return self.ff(self.norm3(x)) + x
-
-
-class SpatialTransformer(nn.Module):
-    """Per-frame transformer over the H*W tokens with text cross-attention; x [(B F), C, H, W]."""
-
-    def __init__(self, channels: int, head_dim: int, context_dim: int):
-        super().__init__()
-        self.norm = nn.GroupNorm(32, channels, eps=1e-6)
-        self.proj_in = nn.Linear(channels, channels)
-        self.transformer_blocks = nn.ModuleList([TransformerBlock(channels, channels // head_dim, head_dim, context_dim)])
-        self.proj_out = zero_(nn.Linear(channels, channels))
-
-    def forward(self, x, ctx):
-        n, c, h, w = x.shape
-        y = self.norm(x).reshape(n, c, h * w).transpose(1, 2)
-        y = self.proj_in(y)
-        for block in self.transformer_blocks:
-            y = block(y, ctx.context)
-        y = self.proj_out(y)
-        return y.transpose(1, 2).reshape(n, c, h, w) + x
-
-
-class TemporalTransformer(nn.Module):
-    """Self-attention over frames at every pixel (both attentions are self-attention, no positions).
-
-    x [(B F), C, H, W]; GroupNorm statistics span all frames of a clip; Conv1d (k=1) projections.
-    """
-
-    def __init__(self, channels: int, heads: int, head_dim: int):
-        super().__init__()
-        inner = heads * head_dim
-        self.norm = nn.GroupNorm(32, channels, eps=1e-6)
-        self.proj_in = nn.Conv1d(channels, inner, 1)
-        self.transformer_blocks = nn.ModuleList([TransformerBlock(inner, heads, head_dim, None)])
-        self.proj_out = zero_(nn.Conv1d(inner, channels, 1))
-
-    def forward(self, x, ctx):
-        b, f = ctx.batch, ctx.frames
-        _, c, h, w = x.shape
-        y = self.norm(x.reshape(b, f, c, h, w).transpose(1, 2))  # [B, C, F, H, W]
-        y = y.permute(0, 3, 4, 2, 1).reshape(b * h * w, f, c)  # [(B H W), F, C]
-        y = F.linear(y, self.proj_in.weight[..., 0], self.proj_in.bias)
-        for block in self.transformer_blocks:
-            y = block(y)
-        y = F.linear(y, self.proj_out.weight[..., 0], self.proj_out.bias)
-        y = y.reshape(b, h, w, f, c).permute(0, 3, 4, 1, 2).reshape(b * f, c, h, w)
-        return y + x
-
-
-# --------------------------------------------------------------------------- convolutions
-
-
-class TemporalConvBlock(nn.Module):
-    """x + conv4(conv3(conv2(conv1(x)))), each (GroupNorm, SiLU, Conv3d (3,1,1)); conv4 zero-initialised."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-
-        def stage(dropout: bool):
-            conv = nn.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0))
-            layers = [nn.GroupNorm(32, channels), nn.SiLU()] + ([nn.Dropout(0.1)] if dropout else []) + [conv]
-            return nn.Sequential(*layers)
-
-        self.conv1 = stage(False)
-        self.conv2 = stage(True)
-        self.conv3 = stage(True)
-        self.conv4 = stage(True)
-        zero_(self.conv4[-1])
-
-    def forward(self, x, ctx):
-        _, c, h, w = x.shape
-        y = x.reshape(ctx.batch, ctx.frames, c, h, w).transpose(1, 2)
-        y = self.conv4(self.conv3(self.conv2(self.conv1(y))))
-        return x + y.transpose(1, 2).reshape(x.shape)
-
-
-class ResBlock(nn.Module):
-    """h = out_layers(in_layers(x) + emb_layers(e)) + skip(x), then the temporal conv block."""
-
-    def __init__(self, channels: int, out_channels: int, embed_dim: int):
-        super().__init__()
-        self.in_layers = nn.Sequential(nn.GroupNorm(32, channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
-        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(embed_dim, out_channels))
-        self.out_layers = nn.Sequential(
-            nn.GroupNorm(32, out_channels), nn.SiLU(), nn.Dropout(0.1), zero_(nn.Conv2d(out_channels, out_channels, 3, padding=1))
-        )
-        self.skip_connection = nn.Identity() if channels == out_channels else nn.Conv2d(channels, out_channels, 1)
-        self.temopral_conv = TemporalConvBlock(out_channels)  # upstream spelling = checkpoint key
-
-    def forward(self, x, ctx):
-        h = self.in_layers(x) + self.emb_layers(ctx.emb).to(x.dtype)[..., None, None]
-        h = self.out_layers(h) + self.skip_connection(x)
-        return self.temopral_conv(h, ctx)
-
-
-class Downsample(nn.Module):
-    """3x3 stride-2 conv with padding (2, 1) (H grows by one row per level; Upsample crops it back)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=(2, 1))
-
-    def forward(self, x, ctx):
-        return self.op(x)
-
-
-class Upsample(nn.Module):
-    """Nearest x2, crop one row at the top and bottom, 3x3 conv."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x, ctx):
-        x = F.interpolate(x, scale_factor=2.0, mode="nearest")[..., 1:-1, :]
-        return self.conv(x)
-
-
-class Conv(nn.Conv2d):
-    """The input conv, with the (x, ctx) calling convention of the other layers."""
-
-    def forward(self, x, ctx=None):
-        return super().forward(x)
-
-
-class Layers(nn.ModuleList):
-    """A sequence of layers called as layer(x, ctx) (one entry of input_blocks / output_blocks)."""
-
-    def forward(self, x, ctx):
-        for layer in self:
-            x = layer(x, ctx)
-        return x
-
-
-@dataclass
-class _Ctx:
-    """What every layer may read: frame-folded embedding, text context, batch and frame counts."""
-
-    emb: torch.Tensor  # [(B F), E]
-    context: torch.Tensor  # [(B F) or 1, L, D] (expanded view)
-    batch: int
-    frames: int
 
 
 def _encoder(cfg: VEnhancerConfig, owner: nn.Module) -> list[int]:
@@ -374,7 +136,7 @@ class VideoControlNet(nn.Module):
         self.middle_block_out = nn.Sequential(zero_(nn.Conv2d(mid, mid, 1)))
         self.input_hint_block = zero_(nn.Conv2d(cfg.in_channels, ch, 3, padding=1))
 
-    def forward(self, x, t, context, hint=None, t_hint=None, s_cond=None, mask_cond=None) -> list[torch.Tensor]:
+    def forward(self, x, t, context, hint=None, t_hint=None, s_cond=None, mask_cond=None, attention: AttentionFn = default_attention) -> list[torch.Tensor]:
         """x [B, C, F, H, W], t [B]; hint [B, C, K, H, W] key-frame latents; mask_cond [B, F] (key index or -1)."""
         b, _, f, h, w = x.shape
         dtype = self.input_hint_block.weight.dtype
@@ -388,7 +150,7 @@ class VideoControlNet(nn.Module):
         if s_cond is not None:
             e_scale = self.scale_cond(timestep_embedding(s_cond, ch).to(dtype))
             emb = emb + key * e_scale[:, None]
-        ctx = _Ctx(emb.reshape(b * f, -1), fold_context(context.to(dtype), f), b, f)
+        ctx = LayerContext(emb.reshape(b * f, -1), fold_context(context.to(dtype), f), b, f, attention)
 
         hidden = x.transpose(1, 2).reshape(b * f, -1, h, w).to(dtype)
         outs = []
@@ -414,14 +176,16 @@ def fold_context(context: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 def scatter_hint(conv: nn.Module, hint: torch.Tensor, mask_cond: torch.Tensor) -> torch.Tensor:
-    """Condition entry: conv(key-frame latent k) added to every frame whose mask_cond is k; -> [(B F), C', H, W]."""
+    """Condition entry: conv(key-frame latent k) added to every frame whose mask_cond is k; -> [(B F), C', H, W].
+
+    Frames without a key frame (mask_cond -1) get zeros; no host sync (no per-sample ``nonzero``).
+    """
     b, c, k, h, w = hint.shape
     f = mask_cond.shape[1]
     feats = conv(hint.transpose(1, 2).reshape(b * k, c, h, w)).reshape(b, k, -1, h, w)
-    out = feats.new_zeros(b, f, feats.shape[2], h, w)
-    for i in range(b):
-        idx = torch.nonzero(mask_cond[i] >= 0).flatten()
-        out[i, idx] = feats[i, mask_cond[i, idx].long()]
+    key = mask_cond.long()
+    picked = feats[torch.arange(b, device=feats.device)[:, None], key.clamp(min=0)]  # [B, F, C', H, W], gathered on the device
+    out = torch.where((key >= 0)[..., None, None, None], picked, feats.new_zeros(()))
     return out.reshape(b * f, -1, h, w)
 
 
@@ -456,22 +220,24 @@ class VEnhancerUNet(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.out[-1].weight.dtype
 
-    def forward(self, x, t, context, hint=None, t_hint=None, s_cond=None, mask_cond=None, control=None):
+    def forward(self, x, t, context, hint=None, t_hint=None, s_cond=None, mask_cond=None, control=None, attention: AttentionFn | None = None):
         """v-prediction. x [B, C, F, H, W] (VP-scaled x_t), t [B] timesteps 0..999, context [B, L, D].
 
         hint [B, C, K, H, W] noise-augmented key-frame latents, t_hint [B] their noise level,
         s_cond [B] downscale factor, mask_cond [B, F] key-frame index per frame or -1. The ControlNet
         runs when ``cfg.control`` is set (with or without a hint); ``control`` overrides its residuals.
+        ``attention``: the attention function of every attention layer, both networks (default torch SDPA).
         """
+        attention = default_attention if attention is None else attention
         b, _, f, h, w = x.shape
         check_latent_size(h, w, self.cfg)
         in_dtype = x.dtype
         if control is None and self.cfg.control:
-            control = self.VideoControlNet(x, t, context, hint=hint, t_hint=t_hint, s_cond=s_cond, mask_cond=mask_cond)
+            control = self.VideoControlNet(x, t, context, hint=hint, t_hint=t_hint, s_cond=s_cond, mask_cond=mask_cond, attention=attention)
         dtype = self.dtype
         context = context.to(dtype)
         emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels).to(dtype))
-        ctx = _Ctx(emb.repeat_interleave(f, dim=0), fold_context(context, f), b, f)
+        ctx = LayerContext(emb.repeat_interleave(f, dim=0), fold_context(context, f), b, f, attention)
         hidden = x.transpose(1, 2).reshape(b * f, -1, h, w).to(dtype)
         skips = []
         for block in self.input_blocks:
@@ -525,3 +291,23 @@ def tiny_venhancer() -> VEnhancerUNet:
     """A small VEnhancer in the official key layout (64 ch, levels (1, 2), context 768 = CLIP-L) for smoke runs."""
     return build_venhancer(VEnhancerConfig(model_channels=64, channel_mult=(1, 2), num_res_blocks=1, attention_levels=1,
                                            head_dim=64, context_dim=768, temporal_heads=1))
+
+
+__all__ = [
+    "OFFICIAL_CONFIG",
+    "AttentionFn",
+    "VEnhancerConfig",
+    "VEnhancerUNet",
+    "VideoControlNet",
+    "build_venhancer",
+    "check_latent_size",
+    "count_parameters",
+    "default_attention",
+    "latent_size_ok",
+    "naive_attention",
+    "official_key",
+    "scatter_hint",
+    "tiny_venhancer",
+    "sdpa_attention",
+    "set_attention_kernel",
+]

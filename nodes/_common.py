@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Mapping
 
 import comfy.model_management
+import comfy.utils
+import latent_preview
+import torch
 
-from ..utils.checks import InputError, check_finite, check_nonempty, check_rank
+from ..utils.checks import (
+    InputError,
+    check_finite,
+    check_nonempty,
+    check_range,
+    check_rank,
+)
+
+#: ``{input name: (low, high)}``: a node's numeric input ranges, read by its V3 schema (:func:`bounds`) and by
+#: its own checks (:func:`check_ranges`; nodes are also called directly, without ComfyUI's validation).
+#: Integer bounds make an integer input.
+Ranges = Mapping[str, tuple]
 
 
 def latent_samples(latent: dict, name: str = "latent", ranks=(4, 5)) -> torch.Tensor:
@@ -40,3 +54,53 @@ def image_frames(image: torch.Tensor, name: str = "images", min_frames: int = 1)
 def throw_if_interrupted() -> None:
     """Raise ComfyUI's interruption exception if the user pressed Cancel."""
     comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+def bounds(ranges: Ranges, name: str) -> dict:
+    """The ``min`` / ``max`` keywords of a V3 Int / Float input, from the node's ranges."""
+    low, high = ranges[name]
+    return {"min": low, "max": high}
+
+
+def check_ranges(ranges: Ranges, **values) -> None:
+    """Check each ``name=value`` against ``ranges[name]`` (an integer input when both bounds are ints)."""
+    for name, value in values.items():
+        low, high = ranges[name]
+        check_range(value, name, low, high, integer=isinstance(low, int) and isinstance(high, int))
+
+
+class Progress:
+    """One ComfyUI progress bar over ``total`` units of work (model calls, frames, ...), with latent previews.
+
+    ``tick()`` advances by one, ``at(done)`` sets the position; both take an optional ``x0`` latent to show
+    (with the ``model`` whose latent format decodes it). ``call()`` is a model-call hook: Cancel check, then tick.
+    """
+
+    def __init__(self, total: int):
+        self.total, self.done = total, 0
+        self.bar = comfy.utils.ProgressBar(total)
+        self.previewers: dict = {}
+
+    def preview(self, model, x0):
+        """The JPEG preview of latent ``x0`` for ``model``'s latent format (None when previews are off)."""
+        if model is None or x0 is None:
+            return None
+        key = type(model.model.latent_format)
+        if key not in self.previewers:
+            self.previewers[key] = latent_preview.get_previewer(model.load_device, model.model.latent_format)
+        previewer = self.previewers[key]
+        return previewer.decode_latent_to_preview_image("JPEG", x0) if previewer is not None else None
+
+    def at(self, done: int, model=None, x0=None) -> None:
+        """Move the bar to ``done`` of ``total``."""
+        self.done = done
+        self.bar.update_absolute(done, self.total, self.preview(model, x0))
+
+    def tick(self, model=None, x0=None) -> None:
+        """One more unit done."""
+        self.at(self.done + 1, model, x0)
+
+    def call(self) -> None:
+        """Before a model call: raise if the user pressed Cancel, then advance by one."""
+        throw_if_interrupted()
+        self.tick()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import comfy.samplers
 from comfy_api.latest import io
 
 from ..samplers.early_stop import early_stop_sigmas, early_stopping_sampler
-from ..utils.checks import InputError, check_range
+from ..utils.checks import check_range
+from ._sampling import KSAMPLER_FIX, check_ksampler, wrap_ksampler
 
 CATEGORY = "video-enhance-kit/zvrd"
 
@@ -49,12 +49,9 @@ class EarlyStopSampler(io.ComfyNode):
     @classmethod
     def execute(cls, sampler, stop_step, stop_sigma, stop_fraction) -> io.NodeOutput:
         _check(stop_step, stop_sigma, stop_fraction)
-        if not isinstance(sampler, comfy.samplers.KSAMPLER):
-            raise InputError("sampler", f"a {type(sampler).__name__} cannot be wrapped",
-                             "connect a KSamplerSelect (or another k-diffusion sampler) output, or use Early Stop Sigmas")
+        check_ksampler(sampler, fix=f"{KSAMPLER_FIX}, or use Early Stop Sigmas")
         fn = early_stopping_sampler(sampler.sampler_function, stop_step, stop_sigma, stop_fraction)
-        return io.NodeOutput(comfy.samplers.KSAMPLER(fn, extra_options=dict(sampler.extra_options),
-                                                     inpaint_options=dict(sampler.inpaint_options)))
+        return io.NodeOutput(wrap_ksampler(sampler, fn))
 
 
 class EarlyStopSigmas(io.ComfyNode):

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..utils.checks import InputError, check_choice, check_range, check_same_shape
+from ..utils.checks import InputError, check_choice, check_same_shape
 from ..utils.fft import DEFAULT_MASK, MASKS, high_pass, low_pass, merge_frequencies
 from ..utils.video import frames_to_image, image_to_frames
-from ._common import image_frames, latent_samples, with_samples
+from ._common import bounds, check_ranges, image_frames, latent_samples, with_samples
 from ._registry import CATEGORY
 
 FEATURE = f"{CATEGORY}/frequency"
 MODES = ("low_pass", "high_pass")
 DIMS = {"2d (per frame)": 2, "3d (spatio-temporal)": 3}
+RANGES = {"cutoff": (0.0, 1.0), "order": (1, 16)}
 
 TIP_CUTOFF = "Threshold frequency nu in [0, 1]: the fraction of each axis' half spectrum counted as low (0 = nothing is low, 1 = everything up to Nyquist)."
 TIP_MASK = "ideal_reference: the Noise Calibration authors' box (slightly asymmetric); ideal: symmetric box; gaussian / butterworth: smooth roll-off without ringing."
@@ -22,18 +23,19 @@ TIP_ORDER = "Butterworth order (sharper cut-off when higher); ignored by the oth
 
 def filter_inputs() -> list:
     return [
-        io.Float.Input("cutoff", default=0.5, min=0.0, max=1.0, step=0.05, tooltip=TIP_CUTOFF),
+        io.Float.Input("cutoff", default=0.5, **bounds(RANGES, "cutoff"), step=0.05, tooltip=TIP_CUTOFF),
         io.Combo.Input("mask", options=list(MASKS), default=DEFAULT_MASK, tooltip=TIP_MASK),
         io.Combo.Input("dims", options=list(DIMS), default="2d (per frame)", tooltip=TIP_DIMS),
-        io.Int.Input("order", default=2, min=1, max=16, tooltip=TIP_ORDER),
+        io.Int.Input("order", default=2, **bounds(RANGES, "order"), tooltip=TIP_ORDER),
     ]
 
 
 def check_filter_inputs(cutoff, mask, dims, order) -> None:
-    check_range(cutoff, "cutoff", 0.0, 1.0)
+    """The filter widgets (ranges from :data:`RANGES`)."""
+    check_ranges(RANGES, cutoff=cutoff)
     check_choice(mask, "mask", MASKS)
     check_choice(dims, "dims", DIMS)
-    check_range(order, "order", 1, 16, integer=True)
+    check_ranges(RANGES, order=order)
 
 
 def check_min_size(x, name, dims) -> None:

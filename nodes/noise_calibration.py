@@ -22,7 +22,6 @@ import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
-import latent_preview
 import torch
 from comfy_api.latest import io
 
@@ -33,22 +32,25 @@ from ..samplers.noise_calibration import (
     calibrate_noise,
     check_calibration_args,
 )
-from ..utils.checks import (
-    InputError,
-    check_choice,
-    check_finite,
-    check_range,
-    check_sigmas,
-)
+from ..utils.checks import InputError, check_choice, check_finite, check_sigmas
 from ..utils.fft import DEFAULT_MASK, MASKS
-from ._common import latent_samples, throw_if_interrupted, with_samples
+from ._common import (
+    Progress,
+    bounds,
+    check_ranges,
+    latent_samples,
+    throw_if_interrupted,
+    with_samples,
+)
 from ._registry import CATEGORY
+from ._sampling import model_rule, wrap_ksampler
 
 log = logging.getLogger("video_enhance_kit.noise_calibration")
 
 FEATURE = f"{CATEGORY}/noise_calibration"
 DIMS = {"2d (per frame)": 2, "3d (spatio-temporal)": 3}
 GUIDANCE = ("guided (cfg)", "cond only (paper)")
+RANGES = {"iterations": (0, MAX_ITERATIONS), "cutoff": (0.0, 1.0), "order": (1, 16), "steps": (1, 10000), "cfg": (0.0, 100.0), "denoise": (0.01, 1.0)}
 
 TIP_ITERATIONS = "N: fixed-point calibration iterations, one extra model call each (guided: one CFG call). 0 = plain SDEdit. The paper recommends 1-3 (default 3); more can oversaturate colours."
 TIP_CUTOFF = "nu: threshold frequency in [0, 1] below which the result must match the input. Higher keeps more of the input's detail (paper default 1.0; 0.5 for a looser match; 0 = no calibration)."
@@ -56,21 +58,6 @@ TIP_MASK = "FFT mask separating low from high frequencies. ideal_reference repro
 TIP_DIMS = "2d filters each frame in space (the paper's choice); 3d also filters across frames (for image models the batch is treated as time)."
 TIP_GUIDANCE = "Which prediction is calibrated: the guided one the sampler will use (same CFG and patches; a CFG call costs two model passes) or the conditional one only, as the authors' code does (one pass)."
 TIP_ORDER = "Butterworth order (sharper cut-off when higher); ignored by the other masks."
-
-
-def noise_rule(model_sampling, sigma: torch.Tensor, max_denoise: bool, like: torch.Tensor) -> tuple[float, float]:
-    """(a, s) of the model's start noising x = a * x0 + s * eps at ``sigma``, read off ``noise_scaling``."""
-
-    def probe(noise_value: float, latent_value: float) -> torch.Tensor:
-        shape = [1] * like.ndim
-        noise = torch.full(shape, noise_value, device=like.device, dtype=torch.float32)
-        latent = torch.full(shape, latent_value, device=like.device, dtype=torch.float32)
-        return model_sampling.noise_scaling(sigma, noise, latent, max_denoise).flatten()[0].double()
-
-    a, s = float(probe(0.0, 1.0)), float(probe(1.0, 0.0))
-    if abs(float(probe(2.0, 3.0)) - (2 * s + 3 * a)) > 1e-4 * (1 + abs(a) + abs(s)):
-        raise InputError("model", f"{type(model_sampling).__name__} does not noise as x = a*x0 + s*eps", "use an eps, v or flow model (SD1.5, SDXL, Wan, HunyuanVideo, LTX-Video, ...)")
-    return a, s
 
 
 class Calibrator:
@@ -119,18 +106,18 @@ class Calibrator:
             raise InputError("noise", f"shape {tuple(given.shape)} does not match the latent {tuple(x_ref.shape)}", "use a NOISE node that makes noise shaped like the latent")
         sigma = sigmas[0]
         max_denoise = comfy.samplers.Sampler().max_denoise(guider, sigmas)
-        a, s = noise_rule(guider.inner_model.model_sampling, sigma, max_denoise, x_ref)
+        a, s = model_rule(guider.inner_model.model_sampling, max_denoise)(sigma)
         check_calibration_args(self.iterations, self.cutoff, a, s)
         x_ref = x_ref.float()
         # the sampler noises with (a, s) of the *latent being sampled*; recover eps from its start when given x_t
         eps = start_noise.float() if start_noise is not None else (x_start.float() - a * latent_image.float()) / s
-        pbar = comfy.utils.ProgressBar(self.iterations) if self.on_step is None else None
+        progress = Progress(self.iterations) if self.on_step is None else None
 
         def on_call(k, x0_hat, err):
             if self.on_step is not None:
                 self.on_step(k, x0_hat, err)
             else:
-                pbar.update_absolute(k + 1, self.iterations)
+                progress.at(k + 1)
 
         with torch.no_grad():
             result = calibrate_noise(
@@ -163,7 +150,7 @@ def calibrated_ksampler(inner: comfy.samplers.KSAMPLER, calibrator: Calibrator) 
         _, x_cal = calibrator.calibrate(guided_call, guider, sigmas, extra_args, getattr(model, "latent_image", None), x_start=x)
         return inner_function(model, x_cal.to(x.dtype), sigmas, extra_args=extra_args, callback=callback, disable=disable, **options)
 
-    sampler = comfy.samplers.KSAMPLER(sample_noise_calibrated, extra_options=dict(inner.extra_options), inpaint_options=dict(inner.inpaint_options))
+    sampler = wrap_ksampler(inner, sample_noise_calibrated)
     sampler.calibrator = calibrator
     return sampler
 
@@ -198,25 +185,24 @@ def wrap_sampler(sampler, calibrator: Calibrator):
 
 def check_nc_inputs(iterations, cutoff, mask, dims_name, guidance, order=2) -> None:
     """Validate the calibration widgets (also for API prompts that skip the UI's ranges)."""
-    check_range(iterations, "iterations", 0, MAX_ITERATIONS, integer=True)
-    check_range(cutoff, "cutoff", 0.0, 1.0)
+    check_ranges(RANGES, iterations=iterations, cutoff=cutoff)
     check_choice(mask, "mask", MASKS)
     check_choice(dims_name, "dims", DIMS)
     check_choice(guidance, "calibrate_with", GUIDANCE)
-    check_range(order, "order", 1, 16, integer=True)
+    check_ranges(RANGES, order=order)
 
 
 def nc_inputs(with_order: bool = True) -> list:
     """The calibration widgets shared by both nodes."""
     inputs = [
-        io.Int.Input("iterations", default=DEFAULT_ITERATIONS, min=0, max=MAX_ITERATIONS, tooltip=TIP_ITERATIONS),
-        io.Float.Input("cutoff", default=DEFAULT_CUTOFF, min=0.0, max=1.0, step=0.05, tooltip=TIP_CUTOFF),
+        io.Int.Input("iterations", default=DEFAULT_ITERATIONS, **bounds(RANGES, "iterations"), tooltip=TIP_ITERATIONS),
+        io.Float.Input("cutoff", default=DEFAULT_CUTOFF, **bounds(RANGES, "cutoff"), step=0.05, tooltip=TIP_CUTOFF),
         io.Combo.Input("mask", options=list(MASKS), default=DEFAULT_MASK, tooltip=TIP_MASK),
         io.Combo.Input("dims", options=list(DIMS), default="2d (per frame)", tooltip=TIP_DIMS),
         io.Combo.Input("calibrate_with", options=list(GUIDANCE), default=GUIDANCE[0], tooltip=TIP_GUIDANCE),
     ]
     if with_order:
-        inputs.append(io.Int.Input("order", default=2, min=1, max=16, tooltip=TIP_ORDER))
+        inputs.append(io.Int.Input("order", default=2, **bounds(RANGES, "order"), tooltip=TIP_ORDER))
     return inputs
 
 
@@ -279,11 +265,11 @@ class NCSDEditRefine(io.ComfyNode):
                 io.Conditioning.Input("negative", tooltip="Negative prompt (used when cfg > 1)."),
                 io.Latent.Input("latent_image", tooltip="The latent to refine (VAE Encode of the input frames or video)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the initial noise before calibration."),
-                io.Int.Input("steps", default=30, min=1, max=10000, tooltip="Sampling steps actually run (the schedule has steps / denoise steps in all; paper: 30-step DDIM, t0 = 600)."),
-                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance scale."),
+                io.Int.Input("steps", default=30, **bounds(RANGES, "steps"), tooltip="Sampling steps actually run (the schedule has steps / denoise steps in all; paper: 30-step DDIM, t0 = 600)."),
+                io.Float.Input("cfg", default=7.5, **bounds(RANGES, "cfg"), step=0.1, round=0.01, tooltip="Classifier-free guidance scale."),
                 io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="ddim", tooltip="Sampler after calibration (the paper uses DDIM)."),
                 io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal", tooltip="Noise schedule."),
-                io.Float.Input("denoise", default=0.6, min=0.01, max=1.0, step=0.01, tooltip="SDEdit strength t0 as a fraction of the schedule (paper 0.6 = t0 600/1000). Higher fixes more artifacts but changes more content."),
+                io.Float.Input("denoise", default=0.6, **bounds(RANGES, "denoise"), step=0.01, tooltip="SDEdit strength t0 as a fraction of the schedule (paper 0.6 = t0 600/1000). Higher fixes more artifacts but changes more content."),
                 *nc_inputs(with_order=False),
             ],
             outputs=[io.Latent.Output(tooltip="The refined latent.")],
@@ -292,9 +278,7 @@ class NCSDEditRefine(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, denoise, iterations, cutoff, mask, dims, calibrate_with) -> io.NodeOutput:
         check_nc_inputs(iterations, cutoff, mask, dims, calibrate_with)
-        check_range(steps, "steps", 1, 10000, integer=True)
-        check_range(cfg, "cfg", 0.0, 100.0)
-        check_range(denoise, "denoise", 0.01, 1.0)
+        check_ranges(RANGES, steps=steps, cfg=cfg, denoise=denoise)
         check_choice(sampler_name, "sampler_name", comfy.samplers.SAMPLER_NAMES)
         check_choice(scheduler, "scheduler", comfy.samplers.SCHEDULER_NAMES)
         samples = comfy.sample.fix_empty_latent_channels(model, latent_samples(latent_image, "latent_image"))
@@ -305,15 +289,13 @@ class NCSDEditRefine(io.ComfyNode):
         guider = comfy.samplers.CFGGuider(model)
         guider.set_conds(positive, negative)
         guider.set_cfg(cfg)
-        total = iterations + steps
-        pbar = comfy.utils.ProgressBar(total)
-        previewer = latent_preview.get_previewer(model.load_device, model.model.latent_format)
+        progress = Progress(iterations + steps)
 
         def on_calibration(k, x0_hat, err):
-            pbar.update_absolute(k + 1, total, previewer.decode_latent_to_preview_image("JPEG", x0_hat) if previewer else None)
+            progress.at(k + 1, model, x0_hat)
 
         def on_step(step, x0, x, total_steps):
-            pbar.update_absolute(iterations + step + 1, total, previewer.decode_latent_to_preview_image("JPEG", x0) if previewer else None)
+            progress.at(iterations + step + 1, model, x0)
 
         calibrator = Calibrator(iterations, cutoff, mask, DIMS[dims], 2, calibrate_with == GUIDANCE[0], on_step=on_calibration)
         sampler = wrap_sampler(comfy.samplers.sampler_object(sampler_name), calibrator)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import comfy.utils
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,9 +16,9 @@ from comfy_api.latest import io, ui
 from PIL import Image, ImageDraw, ImageFont
 
 from ..utils import metrics as M
-from ..utils.checks import InputError, check_range, check_same_shape
+from ..utils.checks import InputError, check_same_shape
 from ..utils.video import image_to_frames
-from ._common import image_frames, throw_if_interrupted
+from ._common import Progress, bounds, check_ranges, image_frames, throw_if_interrupted
 from ._types import Flow
 
 CATEGORY = "video-enhance-kit/metrics"
@@ -34,6 +33,7 @@ ROWS = (
     ("d_sf", "D_SF = SF - SF(ref)", "higher", None),
     ("we", "WE x100", "lower", "Warping error x100, lower is better"),
 )
+RANGES = {"cutoff": (0.01, 1.0), "ssim_window": (3, 31), "flow_resolution": (0, 4096)}
 COLOURS = {"video": (31, 119, 180), "candidate": (230, 110, 10), "reference": (130, 130, 130)}
 
 
@@ -268,9 +268,9 @@ class VideoQualityReport(io.ComfyNode):
                 io.Boolean.Input("mse_low", default=True, tooltip="Compute MSE_l, the MSE of the low frequencies (NC paper): how much the content / layout / colours drifted."),
                 io.Boolean.Input("spatial_frequency", default=True, tooltip="Compute the spatial frequency SF and D_SF = SF(video) - SF(reference): positive means more fine detail than the reference."),
                 io.Boolean.Input("warping_error", default=True, tooltip="Compute the warping error WE: difference between each frame and the previous one warped by the flow (lower = less flicker). Needs 2+ frames."),
-                io.Float.Input("cutoff", default=0.5, min=0.01, max=1.0, step=0.01, tooltip="Threshold frequency nu of MSE_l's low-pass: fraction of the spectrum kept on each axis (the NC paper measures with 0.5)."),
-                io.Int.Input("ssim_window", default=11, min=3, max=31, step=2, tooltip="Odd size of SSIM's gaussian window (11 is the standard; it shrinks on tiny frames)."),
-                io.Int.Input("flow_resolution", default=256, min=0, max=4096, step=8, tooltip="When the flow is estimated here: longest side it is estimated at (then scaled up), for speed. 0 = full resolution."),
+                io.Float.Input("cutoff", default=0.5, **bounds(RANGES, "cutoff"), step=0.01, tooltip="Threshold frequency nu of MSE_l's low-pass: fraction of the spectrum kept on each axis (the NC paper measures with 0.5)."),
+                io.Int.Input("ssim_window", default=11, **bounds(RANGES, "ssim_window"), step=2, tooltip="Odd size of SSIM's gaussian window (11 is the standard; it shrinks on tiny frames)."),
+                io.Int.Input("flow_resolution", default=256, **bounds(RANGES, "flow_resolution"), step=8, tooltip="When the flow is estimated here: longest side it is estimated at (then scaled up), for speed. 0 = full resolution."),
                 io.Boolean.Input("resize_to_reference", default=False, optional=True, tooltip="Scale 'video' and 'candidate' to the reference's width and height (bicubic, antialiased) before scoring, e.g. to score an upscaled output against its input. Frame counts must still match. Off: different sizes are an error."),
             ],
             outputs=[
@@ -297,35 +297,12 @@ class VideoQualityReport(io.ComfyNode):
         flow_resolution=256,
         resize_to_reference=False,
     ) -> io.NodeOutput:
-        check_range(cutoff, "cutoff", 0.01, 1.0)
-        check_range(ssim_window, "ssim_window", 3, 31, integer=True)
-        if ssim_window % 2 == 0:
-            raise InputError("ssim_window", f"must be odd, got {ssim_window}", f"use {ssim_window + 1}")
-        check_range(flow_resolution, "flow_resolution", 0, 4096, integer=True)
-        picked = [name for name, on in zip(M.METRICS, (psnr_ssim, mse_low, spatial_frequency, warping_error)) if on]
-        if not picked:
-            raise InputError("psnr_ssim", "no metric is switched on", "switch on at least one of psnr_ssim, mse_low, spatial_frequency, warping_error")
-
+        picked = check_report_inputs(cutoff, ssim_window, flow_resolution, (psnr_ssim, mse_low, spatial_frequency, warping_error))
         reference = image_frames(reference, "reference")
         ref = image_to_frames(reference).float()
         frames, _, h, w = ref.shape
-        videos = {}
-        for name, value in (("video", video), ("candidate", candidate)):
-            if value is None:
-                continue
-            value = image_frames(value, name)
-            if resize_to_reference:
-                value = _match_size(value, reference, name)
-            elif value.shape[0] == reference.shape[0] and value.shape[1:3] != reference.shape[1:3]:
-                raise InputError(
-                    name,
-                    f"is {value.shape[2]}x{value.shape[1]} but the reference is {reference.shape[2]}x{reference.shape[1]}",
-                    "switch on resize_to_reference, or scale one of them to the other's size",
-                )
-            check_same_shape(value, reference, name, "reference")
-            videos[name] = image_to_frames(value).float()
-
-        pbar = comfy.utils.ProgressBar(len(videos) + 1)
+        videos = scored_videos({"video": video, "candidate": candidate}, reference, resize_to_reference)
+        progress = Progress(len(videos) + 1)
         backward = valid = None
         we_note = None
         if "warping_error" in picked:
@@ -333,25 +310,60 @@ class VideoQualityReport(io.ComfyNode):
                 we_note = "n/a: the warping error needs at least 2 frames"
             else:
                 backward, valid, we_note = _flow_for(ref, flow, flow_resolution)
-        pbar.update(1)
-
-        results, reference_extra = {}, {}
+        progress.tick()
+        results = {}
         for name, frames_ in videos.items():
             throw_if_interrupted()
-            results[name] = M.video_metrics(
-                frames_, ref, metrics=picked, cutoff=float(cutoff), window_size=int(ssim_window), flow=backward, mask=valid
-            )
-            pbar.update(1)
-        if "sf" in results["video"]:
-            reference_extra["sf"] = M.spatial_frequency_per_frame(ref)
-        if backward is not None:
-            reference_extra["we"] = M.warping_error_per_pair(ref, backward, valid)
-
+            results[name] = M.video_metrics(frames_, ref, metrics=picked, cutoff=float(cutoff), window_size=int(ssim_window), flow=backward, mask=valid)
+            progress.tick()
+        reference_extra = reference_metrics(ref, "sf" in results["video"], backward, valid)
         info = {"frames": frames, "height": h, "width": w, "cutoff": float(cutoff), "ssim_window": int(ssim_window), "we_note": we_note}
         report = build_report(results, reference_extra, info)
         plot = plot_curves(results, reference_extra, float(cutoff))
         shown = ui.PreviewText(report).as_dict() | ui.PreviewImage(plot, cls=cls).as_dict()
         return io.NodeOutput(report, plot, ui=shown)
+
+
+def check_report_inputs(cutoff, ssim_window, flow_resolution, switches) -> list[str]:
+    """The numbers against :data:`RANGES` (the SSIM window odd); the metrics switched on (at least one)."""
+    check_ranges(RANGES, cutoff=cutoff, ssim_window=ssim_window)
+    if ssim_window % 2 == 0:
+        raise InputError("ssim_window", f"must be odd, got {ssim_window}", f"use {ssim_window + 1}")
+    check_ranges(RANGES, flow_resolution=flow_resolution)
+    picked = [name for name, on in zip(M.METRICS, switches) if on]
+    if not picked:
+        raise InputError("psnr_ssim", "no metric is switched on", "switch on at least one of psnr_ssim, mse_low, spatial_frequency, warping_error")
+    return picked
+
+
+def scored_videos(inputs: dict, reference: torch.Tensor, resize_to_reference: bool) -> dict[str, torch.Tensor]:
+    """``{name: frames [F, C, H, W] float}`` of the connected videos, checked against (or scaled to) the reference."""
+    videos = {}
+    for name, value in inputs.items():
+        if value is None:
+            continue
+        value = image_frames(value, name)
+        if resize_to_reference:
+            value = _match_size(value, reference, name)
+        elif value.shape[0] == reference.shape[0] and value.shape[1:3] != reference.shape[1:3]:
+            raise InputError(
+                name,
+                f"is {value.shape[2]}x{value.shape[1]} but the reference is {reference.shape[2]}x{reference.shape[1]}",
+                "switch on resize_to_reference, or scale one of them to the other's size",
+            )
+        check_same_shape(value, reference, name, "reference")
+        videos[name] = image_to_frames(value).float()
+    return videos
+
+
+def reference_metrics(ref: torch.Tensor, spatial_frequency: bool, backward, valid) -> dict[str, torch.Tensor]:
+    """The reference's own per-frame SF and warping error (the baselines the report and plot show)."""
+    extra = {}
+    if spatial_frequency:
+        extra["sf"] = M.spatial_frequency_per_frame(ref)
+    if backward is not None:
+        extra["we"] = M.warping_error_per_pair(ref, backward, valid)
+    return extra
 
 
 NODES = [VideoQualityReport]

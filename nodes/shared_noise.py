@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import comfy.sample
-import comfy.samplers
 import torch
 from comfy.k_diffusion.sampling import default_noise_sampler
 from comfy_api.latest import io
@@ -14,6 +13,7 @@ from ..samplers.guidance import latent_flow
 from ..samplers.shared_noise import BLEND_MODES, SharedNoiseSampler, shared_step_noise
 from ..utils.checks import InputError, check_range
 from ..utils.video import frame_count
+from ._sampling import check_ksampler, wrap_ksampler
 from ._types import Flow
 from .optical_flow import check_video_flow
 
@@ -125,9 +125,7 @@ class SharedNoise(io.ComfyNode):
 
 def shared_noise_sampler(sampler, share_weight: float, flow=None, lam: float = 0.2, mode: str = "variance_preserving"):
     """A KSAMPLER whose per-step noise (ancestral / SDE samplers) is shared across frames and blended along the flow."""
-    if not isinstance(sampler, comfy.samplers.KSAMPLER):
-        raise InputError("sampler", f"a {type(sampler).__name__} cannot be wrapped (it has no per-step noise hook)",
-                         "connect a KSamplerSelect (or another k-diffusion sampler) output")
+    check_ksampler(sampler, " (it has no per-step noise hook)")
     inner = sampler.sampler_function
     off = share_weight == 0.0 and (flow is None or lam == 1.0)
 
@@ -144,8 +142,7 @@ def shared_noise_sampler(sampler, share_weight: float, flow=None, lam: float = 0
             log.warning("video-enhance-kit: sampler %s draws no per-step noise; Shared Noise Sampler changes nothing",
                             getattr(inner, "__name__", inner))
             return sampler
-    return comfy.samplers.KSAMPLER(sample_shared_noise, extra_options=dict(sampler.extra_options),
-                                   inpaint_options=dict(sampler.inpaint_options))
+    return wrap_ksampler(sampler, sample_shared_noise)
 
 
 class SharedNoiseSamplerNode(io.ComfyNode):

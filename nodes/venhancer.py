@@ -8,12 +8,13 @@ network is wrapped in a ``comfy.model_patcher.ModelPatcher`` and loaded with ``l
 
 from __future__ import annotations
 
+import functools
 import os
 from fractions import Fraction
 
+import comfy.ldm.modules.attention as comfy_attention_module
 import comfy.model_management as mm
 import comfy.model_patcher
-import comfy.utils
 import folder_paths
 import torch
 import torch.nn.functional as F
@@ -22,14 +23,21 @@ from comfy_api.latest import InputImpl, Types, io
 from ..models.venhancer import latent_size_ok
 from ..models.venhancer_loading import CheckpointError, load_venhancer
 from ..samplers import venhancer as S
-from ..utils.checks import InputError, check_choice, check_range
-from ._common import image_frames, throw_if_interrupted
+from ..utils.checks import InputError, check_choice
+from ._common import Progress, bounds, check_ranges, image_frames, throw_if_interrupted
 
 CATEGORY = "video-enhance-kit/venhancer"
 FOLDER = "venhancer"
 VEnhancerModel = io.Custom("VEK_VENHANCER_MODEL")
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 CONTEXT_TOKENS = 77  # the official OpenCLIP tokenizer truncates to 77 tokens
+RANGES = {
+    "fps": (1.0, 240.0), "up_scale": (1.0, 8.0), "target_fps": (0.0, 240.0), "frame_interpolation": (0, 8), "noise_aug": (0, 300),
+    "s_cond": (1.0, 16.0), "cfg": (1.0, 20.0), "steps": (2, 100), "chunk_length": (4, 256), "chunk_overlap": (0.1, 0.5),
+}
+SOLVER_MODES = ("fast", "normal")
+RESOLUTION_RULES = ("official", "exact")
+PADDINGS = ("official", "minimal")
 
 # the `venhancer` models folder (models/venhancer/), with the file types the loader reads
 if FOLDER not in folder_paths.folder_names_and_paths:
@@ -134,23 +142,23 @@ class VEnhancerUpscale(io.ComfyNode):
             inputs=[
                 VEnhancerModel.Input("venhancer_model", tooltip="From VEnhancer Model Loader."),
                 io.Image.Input("images", tooltip="The low-resolution clip (frames as a batch), e.g. from Get Video Components."),
-                io.Float.Input("fps", default=8.0, min=1.0, max=240.0, step=0.01, tooltip="Frame rate of the input clip (Get Video Components gives it)."),
+                io.Float.Input("fps", default=8.0, **bounds(RANGES, "fps"), step=0.01, tooltip="Frame rate of the input clip (Get Video Components gives it)."),
                 io.Conditioning.Input("positive", tooltip="Prompt from CLIP Text Encode with the SD 2.x OpenCLIP ViT-H text encoder; the official pipeline appends 'Cinematic, High Contrast, highly detailed, ...' (see the example workflow)."),
                 io.Conditioning.Input("negative", tooltip="Negative prompt (the official one is in the example workflow). The ControlNet sees it too in the unconditional pass."),
                 io.Vae.Input("vae", tooltip="SD VAE (e.g. vae-ft-mse-840000-ema-pruned or the SD 2.1 VAE); decoding is tiled (576x1024 px tiles)."),
-                io.Float.Input("up_scale", default=4.0, min=1.0, max=8.0, step=0.1, tooltip="Spatial upscale factor. With resolution_rule 'official' the output area is kept between 1.5x 720p and 1152x2048 (as upstream)."),
-                io.Combo.Input("resolution_rule", options=["official", "exact"], default="official", tooltip="official: area clamped to [1.5x 1280x720, 2048x1152] like the authors' code; exact: exactly up_scale (small sizes save memory, but the model was trained for >= 720p)."),
-                io.Float.Input("target_fps", default=24.0, min=0.0, max=240.0, step=0.5, tooltip="Output frame rate: new frames per gap = round(target_fps / fps) - 1 (0..8). 0: use frame_interpolation instead."),
-                io.Int.Input("frame_interpolation", default=0, min=0, max=8, tooltip="New frames generated between two input frames (used when target_fps is 0). Output fps = fps x (1 + this)."),
-                io.Int.Input("noise_aug", default=200, min=0, max=300, tooltip="Noise added to the key-frame condition (timestep of 1000). Higher: more generative, fixes more artefacts, drifts more from the input; lower: more faithful. Official 200 (run script 250)."),
-                io.Float.Input("s_cond", default=8.0, min=1.0, max=16.0, step=0.5, tooltip="Downscale-factor condition of the ControlNet. The official inference always uses 8 (not tied to up_scale); lower values ask for milder restoration."),
-                io.Float.Input("cfg", default=7.5, min=1.0, max=20.0, step=0.1, tooltip="Classifier-free guidance scale (official 7.5), followed by guidance rescale 0.2. 1 skips the negative pass (half the time)."),
-                io.Combo.Input("solver_mode", options=["fast", "normal"], default="fast", tooltip="fast: 14 model calls (official default: 4 steps down to t=500, 10 below). normal: 'steps' evenly spaced trailing steps."),
-                io.Int.Input("steps", default=15, min=2, max=100, tooltip="Solver steps in normal mode (the fast mode always makes 14 calls)."),
+                io.Float.Input("up_scale", default=4.0, **bounds(RANGES, "up_scale"), step=0.1, tooltip="Spatial upscale factor. With resolution_rule 'official' the output area is kept between 1.5x 720p and 1152x2048 (as upstream)."),
+                io.Combo.Input("resolution_rule", options=list(RESOLUTION_RULES), default="official", tooltip="official: area clamped to [1.5x 1280x720, 2048x1152] like the authors' code; exact: exactly up_scale (small sizes save memory, but the model was trained for >= 720p)."),
+                io.Float.Input("target_fps", default=24.0, **bounds(RANGES, "target_fps"), step=0.5, tooltip="Output frame rate: new frames per gap = round(target_fps / fps) - 1 (0..8). 0: use frame_interpolation instead."),
+                io.Int.Input("frame_interpolation", default=0, **bounds(RANGES, "frame_interpolation"), tooltip="New frames generated between two input frames (used when target_fps is 0). Output fps = fps x (1 + this)."),
+                io.Int.Input("noise_aug", default=200, **bounds(RANGES, "noise_aug"), tooltip="Noise added to the key-frame condition (timestep of 1000). Higher: more generative, fixes more artefacts, drifts more from the input; lower: more faithful. Official 200 (run script 250)."),
+                io.Float.Input("s_cond", default=8.0, **bounds(RANGES, "s_cond"), step=0.5, tooltip="Downscale-factor condition of the ControlNet. The official inference always uses 8 (not tied to up_scale); lower values ask for milder restoration."),
+                io.Float.Input("cfg", default=7.5, **bounds(RANGES, "cfg"), step=0.1, tooltip="Classifier-free guidance scale (official 7.5), followed by guidance rescale 0.2. 1 skips the negative pass (half the time)."),
+                io.Combo.Input("solver_mode", options=list(SOLVER_MODES), default="fast", tooltip="fast: 14 model calls (official default: 4 steps down to t=500, 10 below). normal: 'steps' evenly spaced trailing steps."),
+                io.Int.Input("steps", default=15, **bounds(RANGES, "steps"), tooltip="Solver steps in normal mode (the fast mode always makes 14 calls)."),
                 io.Int.Input("seed", default=666, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the start noise, the key-frame noise and the SDE's Brownian noise (official 666)."),
-                io.Int.Input("chunk_length", default=32, min=4, max=256, tooltip="Frames per temporal window (official 32). Memory grows with it; longer clips are processed in overlapping windows with flat memory."),
-                io.Float.Input("chunk_overlap", default=0.5, min=0.1, max=0.5, step=0.05, tooltip="Overlap of consecutive windows (official 0.5); the predictions are cross-faded over it at every step."),
-                io.Combo.Input("padding", options=["official", "minimal"], default="official", tooltip="official: centred white padding up to 720x1280 (as upstream); minimal: only what the UNet needs (less memory for small or odd-shaped clips)."),
+                io.Int.Input("chunk_length", default=32, **bounds(RANGES, "chunk_length"), tooltip="Frames per temporal window (official 32). Memory grows with it; longer clips are processed in overlapping windows with flat memory."),
+                io.Float.Input("chunk_overlap", default=0.5, **bounds(RANGES, "chunk_overlap"), step=0.05, tooltip="Overlap of consecutive windows (official 0.5); the predictions are cross-faded over it at every step."),
+                io.Combo.Input("padding", options=list(PADDINGS), default="official", tooltip="official: centred white padding up to 720x1280 (as upstream); minimal: only what the UNet needs (less memory for small or odd-shaped clips)."),
             ],
             outputs=[
                 io.Image.Output(display_name="images"),
@@ -163,85 +171,105 @@ class VEnhancerUpscale(io.ComfyNode):
     def execute(cls, venhancer_model, images, fps, positive, negative, vae, up_scale=4.0, resolution_rule="official",
                 target_fps=24.0, frame_interpolation=0, noise_aug=200, s_cond=8.0, cfg=7.5, solver_mode="fast", steps=15,
                 seed=666, chunk_length=32, chunk_overlap=0.5, padding="official"):
-        patcher = venhancer_model
-        if not isinstance(patcher, comfy.model_patcher.ModelPatcher) or not hasattr(patcher.model, "VideoControlNet"):
-            raise InputError("venhancer_model", "is not a VEnhancer model", "connect VEnhancer Model Loader")
+        patcher = venhancer_patcher(venhancer_model)
         net = patcher.model
-        image_frames(images, "images", min_frames=2)
-        if images.shape[-1] != 3:
-            raise InputError("images", f"has {images.shape[-1]} channels, expected RGB (3)", "convert the image to RGB")
-        check_range(fps, "fps", 1.0, 240.0)
-        check_range(up_scale, "up_scale", 1.0, 8.0)
-        check_range(target_fps, "target_fps", 0.0, 240.0)
-        check_range(frame_interpolation, "frame_interpolation", 0, 8, integer=True)
-        check_range(noise_aug, "noise_aug", 0, 300, integer=True)
-        check_range(s_cond, "s_cond", 1.0, 16.0)
-        check_range(cfg, "cfg", 1.0, 20.0)
-        check_choice(solver_mode, "solver_mode", ["fast", "normal"])
-        check_range(steps, "steps", 2, 100, integer=True)
-        check_range(chunk_length, "chunk_length", 4, 256, integer=True)
-        check_range(chunk_overlap, "chunk_overlap", 0.1, 0.5)
-        check_choice(resolution_rule, "resolution_rule", ["official", "exact"])
-        check_choice(padding, "padding", ["official", "minimal"])
-
-        interp = S.interp_frames(fps, target_fps) if target_fps > 0 else int(frame_interpolation)
-        if chunk_length < 2 * (interp + 1) + 1:
-            raise InputError("chunk_length", f"{chunk_length} frames cannot hold two key frames with {interp} new frames between them",
-                             f"set chunk_length to at least {2 * (interp + 1) + 1} or lower the frame rate increase")
+        check_upscale_inputs(images, solver_mode, resolution_rule, padding, fps=fps, up_scale=up_scale, target_fps=target_fps,
+                             frame_interpolation=frame_interpolation, noise_aug=noise_aug, s_cond=s_cond, cfg=cfg, steps=steps,
+                             chunk_length=chunk_length, chunk_overlap=chunk_overlap)
+        interp = frames_between(fps, target_fps, frame_interpolation, chunk_length)
         out_fps = float(fps) * (interp + 1)
-        cdim = net.cfg.context_dim
-        context = _text_context(positive, "positive", cdim, truncate=True)
-        uncontext = _text_context(negative, "negative", cdim, truncate=True)
-
-        # frames: resize (bilinear), repeat key frames, pad (white), encode
-        _, h, w, _ = images.shape
-        th, tw = (S.adjust_resolution if resolution_rule == "official" else S.scaled_resolution)(h, w, up_scale)
-        frames = images.movedim(-1, 1).float()
-        frames = F.interpolate(frames, size=(th, tw), mode="bilinear", align_corners=False).clamp(0, 1)
-        frames = S.repeat_key_frames(frames, interp)
-        down = getattr(vae, "downscale_ratio", 8)
-        if not isinstance(down, int) or down != 8:
-            raise InputError("vae", f"has downscale ratio {down}, VEnhancer needs an 8x SD VAE", "load the SD 2.1 / SD 1.x VAE (vae-ft-mse-840000-ema-pruned)")
-        pads = S.pad_to_fit(th, tw) if padding == "official" else S.pad_minimal(th, tw, lambda a, b: latent_size_ok(a, b, net.cfg))
-        if not latent_size_ok((th + pads[2] + pads[3]) // 8, (tw + pads[0] + pads[1]) // 8, net.cfg):
-            pads = S.pad_minimal(th, tw, lambda a, b: latent_size_ok(a, b, net.cfg))
-        frames = F.pad(frames, pads, mode="constant", value=1.0)
-        latents = _encode(vae, frames.movedim(1, -1)) * S.LATENT_SCALE  # [F, 4, h, w]
-        if latents.shape[1] != net.cfg.in_channels:
-            raise InputError("vae", f"gives {latents.shape[1]}-channel latents, the model needs {net.cfg.in_channels}", "load an SD VAE (4 latent channels)")
-        n_frames = latents.shape[0]
-
-        # sampling on the model's device, managed by ComfyUI
-        mm.load_models_gpu([patcher], force_full_load=True)
-        device = patcher.load_device
-        lat = latents.movedim(0, 1)[None].to(device)
-        mask = torch.tensor([S.make_mask_cond(images.shape[0], interp)], device=device)
-        inputs = S.VEnhancerInputs(lat, mask, context.to(device), uncontext.to(device), interp)
-        gen = torch.Generator().manual_seed(int(seed))
-        total = S.model_calls_per_run(n_frames, interp, solver_mode, steps, cfg, chunk_length, chunk_overlap)
-        pbar = comfy.utils.ProgressBar(total)
-
-        def on_model_call():
-            throw_if_interrupted()
-            pbar.update(1)
-
-        sigmas = S.solver_sigmas(S.VEnhancerSchedule.official(), solver_mode, steps)
-        from comfy.k_diffusion.sampling import BrownianTreeNoiseSampler
-
-        noise_sampler = BrownianTreeNoiseSampler(lat, sigmas[sigmas > 0].min(), sigmas.max(), seed=int(seed), cpu=True)
-        with torch.no_grad():
-            z = S.venhancer_sample(
-                net, inputs, noise_aug=int(noise_aug), s_cond=float(s_cond), cfg=float(cfg), mode=solver_mode, steps=int(steps),
-                chunk_length=int(chunk_length), chunk_overlap=float(chunk_overlap), generator=gen, noise_sampler=noise_sampler,
-                on_model_call=on_model_call,
-            )
-        z = (z[0].movedim(0, 1).float() / S.LATENT_SCALE).to(mm.intermediate_device())
-        del lat, inputs
-        mm.soft_empty_cache()
-
+        context = _text_context(positive, "positive", net.cfg.context_dim, truncate=True)
+        uncontext = _text_context(negative, "negative", net.cfg.context_dim, truncate=True)
+        latents, (th, tw), pads = encoded_frames(vae, images, net.cfg, up_scale, resolution_rule, padding, interp)
+        settings = {"noise_aug": int(noise_aug), "s_cond": float(s_cond), "cfg": float(cfg), "mode": solver_mode, "steps": int(steps),
+                    "chunk_length": int(chunk_length), "chunk_overlap": float(chunk_overlap)}
+        z = sample(patcher, latents, images.shape[0], interp, context, uncontext, int(seed), settings)
         video = _decode(vae, z)[:, pads[2] : pads[2] + th, pads[0] : pads[0] + tw].clamp(0, 1)
         components = Types.VideoComponents(images=video, audio=None, frame_rate=Fraction(out_fps).limit_denominator(1000))
         return io.NodeOutput(video, out_fps, InputImpl.VideoFromComponents(components))
+
+
+def venhancer_patcher(model) -> comfy.model_patcher.ModelPatcher:
+    """The VEnhancer Model Loader's ModelPatcher, checked."""
+    if not isinstance(model, comfy.model_patcher.ModelPatcher) or not hasattr(model.model, "VideoControlNet"):
+        raise InputError("venhancer_model", "is not a VEnhancer model", "connect VEnhancer Model Loader")
+    return model
+
+
+def check_upscale_inputs(images, solver_mode: str, resolution_rule: str, padding: str, **ranged) -> None:
+    """The clip (2+ RGB frames), the numbers against :data:`RANGES` and the choices."""
+    image_frames(images, "images", min_frames=2)
+    if images.shape[-1] != 3:
+        raise InputError("images", f"has {images.shape[-1]} channels, expected RGB (3)", "convert the image to RGB")
+    check_ranges(RANGES, **ranged)
+    check_choice(solver_mode, "solver_mode", SOLVER_MODES)
+    check_choice(resolution_rule, "resolution_rule", RESOLUTION_RULES)
+    check_choice(padding, "padding", PADDINGS)
+
+
+def frames_between(fps: float, target_fps: float, frame_interpolation: int, chunk_length: int) -> int:
+    """New frames per gap between key frames (from target_fps, else frame_interpolation), checked against the window."""
+    interp = S.interp_frames(fps, target_fps) if target_fps > 0 else int(frame_interpolation)
+    if chunk_length < 2 * (interp + 1) + 1:
+        raise InputError("chunk_length", f"{chunk_length} frames cannot hold two key frames with {interp} new frames between them",
+                         f"set chunk_length to at least {2 * (interp + 1) + 1} or lower the frame rate increase")
+    return interp
+
+
+def encoded_frames(vae, images: torch.Tensor, cfg, up_scale: float, resolution_rule: str, padding: str, interp: int):
+    """Resize (bilinear), repeat the key frames, pad (white) and encode: ``(latents [F, 4, h, w] scaled, (H, W), pads)``."""
+    _, h, w, _ = images.shape
+    th, tw = (S.adjust_resolution if resolution_rule == "official" else S.scaled_resolution)(h, w, up_scale)
+    frames = images.movedim(-1, 1).float()
+    frames = F.interpolate(frames, size=(th, tw), mode="bilinear", align_corners=False).clamp(0, 1)
+    frames = S.repeat_key_frames(frames, interp)
+    down = getattr(vae, "downscale_ratio", 8)
+    if not isinstance(down, int) or down != 8:
+        raise InputError("vae", f"has downscale ratio {down}, VEnhancer needs an 8x SD VAE", "load the SD 2.1 / SD 1.x VAE (vae-ft-mse-840000-ema-pruned)")
+    pads = S.pad_to_fit(th, tw) if padding == "official" else S.pad_minimal(th, tw, lambda a, b: latent_size_ok(a, b, cfg))
+    if not latent_size_ok((th + pads[2] + pads[3]) // 8, (tw + pads[0] + pads[1]) // 8, cfg):
+        pads = S.pad_minimal(th, tw, lambda a, b: latent_size_ok(a, b, cfg))
+    frames = F.pad(frames, pads, mode="constant", value=1.0)
+    latents = _encode(vae, frames.movedim(1, -1)) * S.LATENT_SCALE  # [F, 4, h, w]
+    if latents.shape[1] != cfg.in_channels:
+        raise InputError("vae", f"gives {latents.shape[1]}-channel latents, the model needs {cfg.in_channels}", "load an SD VAE (4 latent channels)")
+    return latents, (th, tw), pads
+
+
+def comfy_attention(attn_precision=None):
+    """ComfyUI's optimized attention (the user's backend: sage, flash, xformers, pytorch, sub-quadratic, ...) as the
+    network's attention function: q, k, v ``[N, heads, L, d]`` -> ``[N, L, heads * d]``.
+
+    The attribute is read at every call (ComfyUI binds it at start-up from its command line); ``attn_precision``
+    is handed on, and ComfyUI applies a forced upcast (``--force-upcast-attention``) on top of it.
+    """
+
+    def attend(q, k, v):
+        return comfy_attention_module.optimized_attention(q, k, v, q.shape[1], attn_precision=attn_precision, skip_reshape=True)
+
+    return attend
+
+
+def sample(patcher, latents: torch.Tensor, key_frames: int, interp: int, context, uncontext, seed: int, settings: dict) -> torch.Tensor:
+    """The official sampling on the model's device (managed by ComfyUI): clean latents [F, 4, h, w] (unscaled) on the intermediate device."""
+    mm.load_models_gpu([patcher], force_full_load=True)
+    device, net = patcher.load_device, patcher.model
+    lat = latents.movedim(0, 1)[None].to(device)
+    mask = torch.tensor([S.make_mask_cond(key_frames, interp)], device=device)
+    inputs = S.VEnhancerInputs(lat, mask, context.to(device), uncontext.to(device), interp)
+    total = S.model_calls_per_run(latents.shape[0], interp, settings["mode"], settings["steps"], settings["cfg"], settings["chunk_length"], settings["chunk_overlap"])
+    progress = Progress(total)
+    sigmas = S.solver_sigmas(S.VEnhancerSchedule.official(), settings["mode"], settings["steps"])
+    from comfy.k_diffusion.sampling import BrownianTreeNoiseSampler
+
+    noise_sampler = BrownianTreeNoiseSampler(lat, sigmas[sigmas > 0].min(), sigmas.max(), seed=seed, cpu=True)
+    model = functools.partial(net, attention=comfy_attention(getattr(net, "attn_precision", None)))
+    with torch.no_grad():
+        z = S.venhancer_sample(model, inputs, generator=torch.Generator().manual_seed(seed), noise_sampler=noise_sampler, on_model_call=progress.call, **settings)
+    z = (z[0].movedim(0, 1).float() / S.LATENT_SCALE).to(mm.intermediate_device())
+    del lat, inputs
+    mm.soft_empty_cache()
+    return z
 
 
 NODES = [VEnhancerModelLoader, VEnhancerUpscale]

@@ -34,7 +34,8 @@ import torch
 from ..attention.feature_injection import FeatureInjection
 from ..utils.checks import InputError, check_range, check_sigmas
 from ..utils.video import frames_to_video, video_to_frames
-from .ddim_inversion import Denoiser, Hook, Rule, ddim_invert, ddim_sample
+from .ddim_inversion import Denoiser, Hook, ddim_invert, ddim_sample
+from .noising import Rule, noised
 
 
 class StageRunner(Protocol):
@@ -54,8 +55,7 @@ def ddim_runner(denoiser: Denoiser, rule: Rule, on_model_call: Hook = None) -> S
 
     def run(latent, noise, sigmas, start=None):
         if start is None:
-            a, s = rule(float(sigmas[0]))
-            start = a * latent + s * noise
+            start = noised(latent, noise, *rule(float(sigmas[0])))
         return ddim_sample(denoiser, rule, start, sigmas, on_model_call)
 
     return run

@@ -1,10 +1,11 @@
 """DDIM sampling and DDIM inversion for any linear noising rule (EVS paper Eq. 1-3).
 
 Noising rule ``x_t = a(sigma) * x0 + s(sigma) * eps`` given as a callable ``rule(sigma) -> (a, s)``
-(k-diffusion eps/v models: ``a = 1, s = sigma``; rectified flow: ``a = 1 - sigma, s = sigma``; see
-``samplers.noise_calibration``). A denoiser is any callable ``(x, sigma) -> x0_hat`` (``sigma`` a 0-D
-tensor); the noise it implies is ``eps_hat = (x - a * x0_hat) / s`` (Eq. 3 solved for eps), so eps-, v- and
-flow-parameterised networks all fit once wrapped as x0 predictors.
+(:data:`.noising.Rule`: k-diffusion eps/v models ``a = 1, s = sigma``; rectified flow ``a = 1 - sigma,
+s = sigma``). A denoiser is any callable ``(x, sigma) -> x0_hat`` (``sigma`` a 0-D tensor); the noise it
+implies is :func:`.noising.implied_noise` (Eq. 3 solved for eps), so eps-, v- and flow-parameterised
+networks all fit once wrapped as x0 predictors. The schedule is read to the host once per run (no sync
+per step).
 
 Nothing here imports ComfyUI.
 """
@@ -16,15 +17,10 @@ from collections.abc import Callable
 import torch
 
 from ..utils.checks import InputError, check_sigmas, check_tensor
+from .noising import Rule, implied_noise
 
-Rule = Callable[[float], tuple[float, float]]
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Hook = Callable[[], None] | None
-
-
-def implied_eps(x: torch.Tensor, x0_hat: torch.Tensor, a: float, s: float) -> torch.Tensor:
-    """Noise implied by a clean estimate, eps_hat = (x - a x0_hat) / s (Eq. 3 solved for eps)."""
-    return (x - a * x0_hat) / s
 
 
 def ddim_step(x: torch.Tensor, x0_hat: torch.Tensor, rule: Rule, sigma: float, sigma_next: float) -> torch.Tensor:
@@ -36,7 +32,12 @@ def ddim_step(x: torch.Tensor, x0_hat: torch.Tensor, rule: Rule, sigma: float, s
         return x0_hat
     a, s = rule(sigma)
     a_next, s_next = rule(sigma_next)
-    return a_next * x0_hat + s_next * implied_eps(x, x0_hat, a, s)
+    return a_next * x0_hat + s_next * implied_noise(x, x0_hat, a, s)
+
+
+def tabulated(rule: Rule, levels: list[float]) -> Rule:
+    """``rule`` evaluated once per run at each schedule level (a host-side table, looked up per step)."""
+    return {sigma: rule(sigma) for sigma in levels}.__getitem__
 
 
 def ddim_sample(denoiser: Denoiser, rule: Rule, x: torch.Tensor, sigmas: torch.Tensor, on_model_call: Hook = None):
@@ -46,11 +47,12 @@ def ddim_sample(denoiser: Denoiser, rule: Rule, x: torch.Tensor, sigmas: torch.T
     steps). ``on_model_call`` runs before each of the ``len(sigmas) - 1`` denoiser calls (progress,
     interruption).
     """
-    x0_hat = None
+    x0_hat, levels = None, sigmas.tolist()
+    rule = tabulated(rule, levels)
     for i in range(len(sigmas) - 1):
         if on_model_call is not None:
             on_model_call()
-        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        sigma, sigma_next = levels[i], levels[i + 1]
         x0_hat = denoiser(x, sigmas[i])
         x = ddim_step(x, x0_hat, rule, sigma, sigma_next)
     return x, x0_hat
@@ -76,16 +78,17 @@ def ddim_invert(
     """
     check_tensor(x0, "latent")
     check_sigmas(sigmas, "sigmas")
-    x = x0
+    x, levels = x0, sigmas.tolist()
+    rule = tabulated(rule, levels)
     for i in reversed(range(len(sigmas) - 1)):
-        sigma_hi, sigma_lo = float(sigmas[i]), float(sigmas[i + 1])
+        sigma_hi, sigma_lo = levels[i], levels[i + 1]
         if on_step is not None:
             on_step(i, sigma_hi)
         if on_model_call is not None:
             on_model_call()
         x0_hat = denoiser(x, sigmas[i])
         a_hi, s_hi = rule(sigma_hi)
-        eps = implied_eps(x, x0_hat, a_hi, s_hi)
+        eps = implied_noise(x, x0_hat, a_hi, s_hi)
         a_lo, s_lo = rule(sigma_lo)
         x0_lo = (x - s_lo * eps) / a_lo  # the clean latent x implies at its own level (x itself at sigma 0)
         x = a_hi * x0_lo + s_hi * eps
@@ -103,4 +106,4 @@ def check_finite_result(x: torch.Tensor) -> None:
         )
 
 
-__all__ = ["Denoiser", "Rule", "ddim_invert", "ddim_sample", "ddim_step", "implied_eps"]
+__all__ = ["Denoiser", "ddim_invert", "ddim_sample", "ddim_step"]

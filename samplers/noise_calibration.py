@@ -10,9 +10,9 @@ with ``eps_hat = (x_t0 - a * x0_hat) / s`` the noise the model implies. Equivale
 ``x_t0 <- x_t0 + a * (LP(x_ref) - LP(x0_hat))``, and after the last call
 ``x_cal = a * (LP(x_ref) + HP(x0_hat)) + s * eps_hat``.
 
-Noising rules ``x_t = a(sigma) * x0 + s(sigma) * eps`` (see :func:`ddpm_rule`, :func:`kdiffusion_rule`,
-:func:`flow_rule`): DDPM ``a = sqrt(alpha_bar), s = sqrt(1 - alpha_bar)``; k-diffusion eps/v models
-``a = 1, s = sigma``; rectified-flow models ``a = 1 - sigma, s = sigma``.
+Any linear noising rule ``x_t = a(sigma) * x0 + s(sigma) * eps`` fits (see :mod:`.noising`: DDPM
+``a = sqrt(alpha_bar), s = sqrt(1 - alpha_bar)``; k-diffusion eps/v models ``a = 1, s = sigma``;
+rectified-flow models ``a = 1 - sigma, s = sigma``).
 
 The denoiser is any callable ``x_t -> x0_hat`` at the calibration noise level (conditional only, or the
 guided prediction: the caller decides). Nothing here imports ComfyUI.
@@ -34,6 +34,7 @@ from ..utils.checks import (
     check_tensor,
 )
 from ..utils.fft import DEFAULT_MASK, split_frequencies
+from .noising import implied_noise, noised
 
 Denoiser = Callable[[torch.Tensor], torch.Tensor]
 
@@ -61,31 +62,6 @@ class Calibration:
     lf_errors: list[float] = field(default_factory=list)
     x0_hat: torch.Tensor | None = None
     eps_hat: torch.Tensor | None = None
-
-
-def ddpm_rule(alpha_bar: float) -> tuple[float, float]:
-    """DDPM forward rule (a, s) = (sqrt(alpha_bar), sqrt(1 - alpha_bar))."""
-    return math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar)
-
-
-def kdiffusion_rule(sigma: float) -> tuple[float, float]:
-    """k-diffusion (eps and v models in ComfyUI) rule x = x0 + sigma * eps: (a, s) = (1, sigma)."""
-    return 1.0, float(sigma)
-
-
-def flow_rule(sigma: float) -> tuple[float, float]:
-    """Rectified-flow rule x = (1 - sigma) * x0 + sigma * eps: (a, s) = (1 - sigma, sigma)."""
-    return 1.0 - float(sigma), float(sigma)
-
-
-def noised(x_ref: torch.Tensor, eps: torch.Tensor, a: float, s: float) -> torch.Tensor:
-    """Forward rule x_t = a * x_ref + s * eps (paper Eq. 1 in general form)."""
-    return a * x_ref + s * eps
-
-
-def implied_noise(x_t: torch.Tensor, x0_hat: torch.Tensor, a: float, s: float) -> torch.Tensor:
-    """eps_hat = (x_t - a * x0_hat) / s: the noise a clean estimate implies."""
-    return (x_t - a * x0_hat) / s
 
 
 def calibration_step(eps_hat, hp_x0, hp_ref, a, s) -> torch.Tensor:

@@ -2,8 +2,8 @@
 
 Reproduces the official inference (see ../../shared/facts/venhancer.md in the workspace):
 
-- VP schedule ``logsnr_cosine_interp`` (1000 steps, logSNR in [-15, 15], shift scale 2 -> 4) rescaled to
-  zero terminal SNR; ``x_t = alpha_t x0 + sigma_t eps`` with ``alpha_t = sqrt(1 - sigma_t^2)``.
+- VP schedule ``logsnr_cosine_interp`` rescaled to zero terminal SNR (:mod:`.venhancer_schedule`);
+  ``x_t = alpha_t x0 + sigma_t eps`` with ``alpha_t = sqrt(1 - sigma_t^2)``.
 - v-prediction: ``x0 = alpha_t x_t - sigma_t v``; classifier-free guidance ``u + g (c - u)`` then
   guidance rescale 0.2 (per-sample std ratio of c to the guided output).
 - Solver on the VE sigmas ``s = sigma/alpha`` with trailing discretisation from t = 899 (fast: 4 + 11
@@ -25,8 +25,13 @@ from dataclasses import dataclass
 
 import torch
 
-NUM_TIMESTEPS = 1000
-T_START = 899  # official total_noise_levels 900 - 1
+from .venhancer_schedule import (
+    T_START,
+    VEnhancerSchedule,
+    model_call_timesteps,
+    solver_sigmas,
+)
+
 GUIDE_RESCALE = 0.2
 LATENT_SCALE = 0.18215  # SD VAE scale factor (the VEnhancer latents are scaled SD-VAE latents)
 POSITIVE_SUFFIX = (
@@ -39,116 +44,6 @@ NEGATIVE_PROMPT = (
     "unreal engine, blurring, dirty, messy, worst quality, low quality, frames, watermark, signature, "
     "jpeg artifacts, deformed, lowres, over-smooth"
 )
-
-
-# --------------------------------------------------------------------------- schedule
-
-
-def logsnr_cosine(n: int, logsnr_min: float = -15.0, logsnr_max: float = 15.0) -> torch.Tensor:
-    """logSNR(t) = -2 log tan(a_min + t (a_max - a_min)), t from 1 to 0 over n steps."""
-    a_min = math.atan(math.exp(-0.5 * logsnr_min))
-    a_max = math.atan(math.exp(-0.5 * logsnr_max))
-    t = torch.linspace(1, 0, n)
-    return -2 * torch.log(torch.tan(a_min + t * (a_max - a_min)))
-
-
-def logsnr_cosine_interp(n: int = NUM_TIMESTEPS, scale_min: float = 2.0, scale_max: float = 4.0) -> torch.Tensor:
-    """Shifted cosine logSNR interpolated from shift scale_min (t=0) to scale_max (t=n-1)."""
-    base = logsnr_cosine(n)
-    t = torch.linspace(1, 0, n)
-    low = base + 2 * math.log(1 / scale_min)
-    high = base + 2 * math.log(1 / scale_max)
-    return t * low + (1 - t) * high
-
-
-def vp_sigmas(n: int = NUM_TIMESTEPS, zero_terminal_snr: bool = True) -> torch.Tensor:
-    """VP noise levels sigma_t = sqrt(sigmoid(-logSNR_t)) [n], rescaled so sigma_{n-1} = 1 (zero terminal SNR)."""
-    sigmas = torch.sqrt(torch.sigmoid(-logsnr_cosine_interp(n)))
-    if zero_terminal_snr and sigmas.max() != 1.0:
-        lo = sigmas.min()
-        sigmas = lo + (1.0 - lo) / (sigmas.max() - lo) * (sigmas - lo)
-    return sigmas
-
-
-@dataclass
-class VEnhancerSchedule:
-    """The discrete VP schedule and its VE view (sigma_VE = sigma / alpha)."""
-
-    sigmas: torch.Tensor  # [1000] VP sigma_t
-
-    @classmethod
-    def official(cls) -> VEnhancerSchedule:
-        return cls(vp_sigmas())
-
-    @property
-    def alphas(self) -> torch.Tensor:
-        return torch.sqrt(1 - self.sigmas**2)
-
-    @property
-    def log_ve_sigmas(self) -> torch.Tensor:
-        """log(sigma_t / alpha_t) [1000] (+inf at the zero-SNR end)."""
-        return torch.sqrt(self.sigmas**2 / (1 - self.sigmas**2)).log()
-
-    def diffuse(self, x0: torch.Tensor, t: int, noise: torch.Tensor) -> torch.Tensor:
-        """q(x_t | x0) sample: alpha_t x0 + sigma_t noise (integer t; negative t counts from the end)."""
-        a, s = self.alphas[t].item(), self.sigmas[t].item()
-        return a * x0 + s * noise
-
-    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
-        """VE sigma at fractional timesteps: log-linear interpolation between neighbouring integers."""
-        t = t.float()
-        lo, hi, w = t.floor().long(), t.ceil().long(), t.frac()
-        log_s = self.log_ve_sigmas.to(t)
-        out = (1 - w) * log_s[lo] + w * log_s[hi]
-        out[torch.isnan(out) | torch.isinf(out)] = float("inf")
-        return out.exp()
-
-    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
-        """Fractional timestep of a VE sigma (inverse of t_to_sigma)."""
-        sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1)
-        log_s = self.log_ve_sigmas.to(sigma)
-        ls = sigma.log()
-        low = ((log_s[:, None] <= ls[None]).sum(0) - 1).clamp(0, len(log_s) - 2)
-        lo_v, hi_v = log_s[low], log_s[low + 1]
-        w = ((lo_v - ls) / (lo_v - hi_v)).clamp(0, 1)
-        return (1 - w) * low + w * (low + 1)
-
-    def model_timestep(self, sigma: torch.Tensor) -> int:
-        """The integer timestep the network sees for VE sigma (rounded)."""
-        return int(self.sigma_to_t(sigma).round().long().item())
-
-
-def trailing_timesteps(mode: str = "fast", steps: int = 15, t_max: int = T_START, t_min: int = 0) -> torch.Tensor:
-    """Trailing discretisation (before the penultimate step is dropped).
-
-    fast: 4 steps from t_max down to 500, then 11 from 500 to t_min (``steps`` is ignored, as upstream);
-    normal: ``steps + 1`` evenly spaced trailing timesteps from t_max.
-    """
-    if mode == "fast":
-        t_mid = 500
-        a = torch.arange(t_max, t_mid - 1, -((t_max - t_mid + 1) / 4))
-        b = torch.arange(t_mid, t_min - 1, -((t_mid - t_min + 1) / 11))
-        ts = torch.cat([a, b])
-    elif mode == "normal":
-        n = steps + 1  # one extra: the penultimate step is discarded
-        ts = torch.arange(t_max, t_min - 1, -((t_max - t_min + 1) / n))
-    else:
-        raise ValueError(f"solver mode must be 'fast' or 'normal', got {mode!r}")
-    return ts.clamp(t_min, t_max).float()
-
-
-def solver_sigmas(schedule: VEnhancerSchedule, mode: str = "fast", steps: int = 15, t_max: int = T_START) -> torch.Tensor:
-    """VE sigmas of the solver: trailing timesteps, a final 0, the penultimate entry discarded."""
-    sig = schedule.t_to_sigma(trailing_timesteps(mode, steps, t_max))
-    sig = torch.cat([sig, sig.new_zeros(1)])
-    return torch.cat([sig[:-2], sig[-1:]])
-
-
-def model_call_timesteps(mode: str = "fast", steps: int = 15, t_max: int = T_START, schedule: VEnhancerSchedule | None = None) -> list[int]:
-    """The integer timesteps at which the network is called (fast: 14 calls; normal: ``steps``)."""
-    schedule = schedule or VEnhancerSchedule.official()
-    sig = solver_sigmas(schedule, mode, steps, t_max)
-    return [schedule.model_timestep(s) for s in sig[:-1]]
 
 
 # --------------------------------------------------------------------------- frames, sizes, chunks
@@ -296,13 +191,15 @@ def sample_dpmpp_2m_sde(
     """DPM-Solver++(2M) SDE (midpoint) on VE sigmas; ``denoise(x, sigma) -> x0`` with x the VE sample.
 
     x: the VE sample at sigmas[0]; sigmas ends with 0. noise_sampler(sigma, sigma_next) -> unit noise
-    (default: torch.randn_like). callback(i, x, x0) after each step.
+    (default: torch.randn_like). callback(i, x, x0) after each step. One ``denoise`` call per step, in order;
+    the loop reads nothing back from the device.
     """
     old_x0, h_last = None, None
+    last = (sigmas == 0).tolist()  # where the schedule ends, read once per run
     for i in range(len(sigmas) - 1):
         s, s_next = sigmas[i], sigmas[i + 1]
         x0 = denoise(x, s)
-        if s_next == 0:
+        if last[i + 1]:
             x = x0
         else:
             t, t_next = -s.log(), -s_next.log()
@@ -371,9 +268,24 @@ def venhancer_sample(
     """
     schedule = schedule or VEnhancerSchedule.official()
     lat = inputs.latents
-    dev = lat.device
     if noise is None:
-        noise = torch.randn(lat.shape, generator=generator, dtype=torch.float32).to(dev)
+        noise = torch.randn(lat.shape, generator=generator, dtype=torch.float32).to(lat.device)
+    conditions = key_frame_conditions(schedule, inputs, noise_aug, s_cond, hint_noise, generator)
+    x_start = schedule.diffuse(lat, t_start, noise.to(lat))
+    sigmas = solver_sigmas(schedule, mode, steps, t_start)
+    timesteps = schedule.model_timesteps(sigmas[:-1])  # per run, on the CPU
+    sigmas = sigmas.to(lat.device)
+    if noise_sampler is None and eta:
+        noise_sampler = lambda s, s_next: torch.randn(lat.shape, generator=generator, dtype=torch.float32).to(lat)
+    predict = GuidedPrediction(model, inputs, conditions, schedule, cfg, guide_rescale, on_model_call)
+    denoise = chunked_denoiser(predict, timesteps, make_chunks(lat.shape[2], inputs.interp, chunk_length, chunk_overlap) or [(0, lat.shape[2])])
+    return sample_dpmpp_2m_sde(denoise, x_start * sigmas[0], sigmas, eta=eta, noise_sampler=noise_sampler, callback=callback)
+
+
+def key_frame_conditions(schedule: VEnhancerSchedule, inputs: VEnhancerInputs, noise_aug: int, s_cond: float, hint_noise, generator) -> dict:
+    """The ControlNet's conditions: the key-frame latents diffused to ``noise_aug - 1`` (hint, t_hint) and s_cond."""
+    lat = inputs.latents
+    dev = lat.device
     keys = lat[:, :, :: inputs.interp + 1]
     if hint_noise is None:
         hint_noise = torch.randn(keys.shape, generator=generator, dtype=torch.float32).to(dev)
@@ -382,34 +294,47 @@ def venhancer_sample(
         t_hint = torch.full((lat.shape[0],), noise_aug - 1, device=dev)
     else:  # departure: upstream would index t = -1 (pure noise); 0 means a clean hint here
         hint, t_hint = keys, torch.zeros(lat.shape[0], device=dev)
-    s_cond_t = torch.full((lat.shape[0],), float(s_cond), device=dev)
-    x_start = schedule.diffuse(lat, t_start, noise.to(lat))
-    sigmas = solver_sigmas(schedule, mode, steps, t_start).to(dev)
-    windows = make_chunks(lat.shape[2], inputs.interp, chunk_length, chunk_overlap) or [(0, lat.shape[2])]
-    vp_s, vp_a = schedule.sigmas.to(dev), schedule.alphas.to(dev)
-    if noise_sampler is None and eta:
-        noise_sampler = lambda s, s_next: torch.randn(lat.shape, generator=generator, dtype=torch.float32).to(lat)
+    return {"hint": hint, "t_hint": t_hint, "s_cond": torch.full((lat.shape[0],), float(s_cond), device=dev)}
 
-    def predict_x0(xt: torch.Tensor, t: int, sl: slice) -> torch.Tensor:
-        tt = torch.full((xt.shape[0],), t, device=dev, dtype=torch.long)
-        kw = {"hint": hint, "t_hint": t_hint, "s_cond": s_cond_t, "mask_cond": inputs.mask_cond[:, sl]}
-        if on_model_call:
-            on_model_call()
-        v = model(xt, tt, inputs.context, **kw)
-        if cfg != 1.0:
-            if on_model_call:
-                on_model_call()
-            u = model(xt, tt, inputs.uncontext, **kw)
-            v = rescaled_cfg(v, u, cfg, guide_rescale)
-        return vp_a[t] * xt - vp_s[t] * v
+
+class GuidedPrediction:
+    """x0 of one window at integer timestep t: v-prediction with CFG and guidance rescale (``x0 = alpha x_t - sigma v``)."""
+
+    def __init__(self, model, inputs: VEnhancerInputs, conditions: dict, schedule: VEnhancerSchedule, cfg: float, guide_rescale: float, on_model_call):
+        dev = inputs.latents.device
+        self.model, self.inputs, self.conditions = model, inputs, conditions
+        self.cfg, self.guide_rescale, self.on_model_call = cfg, guide_rescale, on_model_call
+        self.vp_s, self.vp_a = schedule.sigmas.to(dev), schedule.alphas.to(dev)
+
+    def __call__(self, xt: torch.Tensor, t: int, sl: slice) -> torch.Tensor:
+        tt = torch.full((xt.shape[0],), t, device=xt.device, dtype=torch.long)
+        kw = {**self.conditions, "mask_cond": self.inputs.mask_cond[:, sl]}
+        if self.on_model_call:
+            self.on_model_call()
+        v = self.model(xt, tt, self.inputs.context, **kw)
+        if self.cfg != 1.0:
+            if self.on_model_call:
+                self.on_model_call()
+            u = self.model(xt, tt, self.inputs.uncontext, **kw)
+            v = rescaled_cfg(v, u, self.cfg, self.guide_rescale)
+        return self.vp_a[t] * xt - self.vp_s[t] * v
+
+
+def chunked_denoiser(predict: GuidedPrediction, timesteps: list[int], windows: list[tuple[int, int]]):
+    """``denoise(x, sigma) -> x0`` on the VE sample: per window x0 at the step's timestep, cross-faded over the overlaps.
+
+    ``timesteps`` holds the integer timestep of each solver step (computed once per run), so a step reads
+    nothing back from the device; the solver calls ``denoise`` once per step, in order.
+    """
+    step = iter(timesteps)
 
     def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        t = schedule.model_timestep(sigma)
+        t = next(step)
         xt = x * (1 / (sigma**2 + 1.0) ** 0.5)  # c_in: the VP sample
-        chunks = [predict_x0(xt[:, :, a:b], t, slice(a, b)) for a, b in windows]
+        chunks = [predict(xt[:, :, a:b], t, slice(a, b)) for a, b in windows]
         return crossfade_chunks(chunks, windows) if len(windows) > 1 else chunks[0]
 
-    return sample_dpmpp_2m_sde(denoise, x_start * sigmas[0], sigmas, eta=eta, noise_sampler=noise_sampler, callback=callback)
+    return denoise
 
 
 def model_calls_per_run(frames: int, interp: int, mode: str, steps: int, cfg: float, chunk_length: int = 32, chunk_overlap: float = 0.5) -> int:

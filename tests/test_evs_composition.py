@@ -14,7 +14,7 @@ from video_enhance_kit.samplers.composition import (
     vae_bridge,
 )
 from video_enhance_kit.samplers.ddim_inversion import ddim_invert, ddim_sample
-from video_enhance_kit.samplers.noise_calibration import flow_rule, kdiffusion_rule
+from video_enhance_kit.samplers.noising import flow_rule, kdiffusion_rule
 from video_enhance_kit.utils.checks import InputError
 
 torch.set_num_threads(1)

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 from video_enhance_kit.samplers import noise_calibration as nc
+from video_enhance_kit.samplers import noising
 from video_enhance_kit.utils import fft
 from video_enhance_kit.utils.checks import InputError
 
@@ -62,7 +63,7 @@ def test_matches_published_algorithm_ddpm(gen, hw, nu, N):
     e = torch.randn(x_r.shape, generator=gen, dtype=torch.float64)
     eps_model = tiny_eps_model(4, gen)
     alpha_bar = sd_alpha_bar(600)
-    a, s = nc.ddpm_rule(alpha_bar)
+    a, s = noising.ddpm_rule(alpha_bar)
     expected = published_calibration(eps_model, x_r, e, alpha_bar, N, nu)
 
     def denoiser(x):  # the same model seen as an x0 predictor
@@ -128,9 +129,9 @@ def tiny_model(parameterisation, sigma, power, gen):
     """(denoiser x_t -> x0, a, s) for a model whose raw output is eps, v or flow velocity (ComfyUI's conventions)."""
     error_net = tiny_eps_model(4, gen)
     if parameterisation == "flow":
-        a, s = nc.flow_rule(sigma)
+        a, s = noising.flow_rule(sigma)
     else:
-        a, s = nc.kdiffusion_rule(sigma)
+        a, s = noising.kdiffusion_rule(sigma)
 
     def raw_output(x):  # what the network outputs, slightly wrong
         x0 = gaussian_optimal_x0(x, a, s, power)
@@ -171,7 +172,7 @@ def test_same_result_for_4d_frames_and_5d_video(gen):
     power = make_power(8, 8)
     video = sample_field((1, 4, 3, 8, 8), power, gen)
     e = torch.randn(video.shape, generator=gen, dtype=torch.float64)
-    a, s = nc.kdiffusion_rule(2.0)
+    a, s = noising.kdiffusion_rule(2.0)
     den = lambda x: gaussian_optimal_x0(x, a, s, power)
     v = nc.calibrate_noise(den, video, e, a, s, iterations=2).x_start
     to_frames = lambda t: t[0].permute(1, 0, 2, 3)
@@ -229,7 +230,7 @@ def test_calibrated_sdedit_result_keeps_the_low_frequencies(gen):
             x = x0 + s1 * (x - x0) / s0
         return x
 
-    a, s = nc.kdiffusion_rule(float(sigmas[0]))
+    a, s = noising.kdiffusion_rule(float(sigmas[0]))
     mse_l = {}
     for n in (0, 3):
         cal = nc.calibrate_noise(denoiser_at(sigmas[0]), x_ref, e, a, s, iterations=n, cutoff=1.0)

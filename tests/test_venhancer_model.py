@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from video_enhance_kit.models import venhancer as V
+from video_enhance_kit.models import venhancer_blocks
 
 MANIFEST = Path(__file__).parent / "data" / "venhancer_state_dict_manifest.tsv"
 MANIFEST_SHA256 = "69ef7fc6ebb468ebfe90222feb60600daa4bc3636edf731e904a3c0fe0e1c48f"
@@ -131,3 +132,48 @@ def test_half_precision_matches_fp32(gen, dtype):
     assert half.dtype == x.dtype  # output returned in the input dtype
     assert torch.isfinite(half).all()
     assert (half - ref).abs().max() < 0.05 * ref.abs().max() + 1e-2
+
+
+def test_every_attention_call_goes_through_the_given_function(gen):
+    """A recording stand-in sees every attention of both networks (spatial, temporal, cross); SDPA stays the default."""
+    model = randomize(V.build_venhancer(TINY), gen)
+    x, ctx, hint, mask = tiny_inputs(gen)
+    t = torch.tensor([500])
+    calls, layers = [], []
+    for name, module in model.named_modules():
+        if isinstance(module, venhancer_blocks.Attention):
+            module.register_forward_hook(lambda m, args, out, name=name: layers.append(name))
+
+    def recording(q, k, v):
+        calls.append((q.shape, k.shape))
+        return V.default_attention(q, k, v)
+
+    kw = {"hint": hint, "t_hint": torch.tensor([199]), "s_cond": torch.tensor([8]), "mask_cond": mask}
+    with torch.no_grad():
+        plain = model(x, t, ctx, **kw)
+        layers.clear()
+        routed = model(x, t, ctx, attention=recording, **kw)
+    assert len(calls) == len(layers) > 0
+    assert any(n.startswith("VideoControlNet.") for n in layers) and any(not n.startswith("VideoControlNet.") for n in layers)
+    assert {n.rsplit(".", 1)[-1] for n in layers} == {"attn1", "attn2"}
+    assert all(len(q) == 4 for q, _ in calls)  # [N, heads, L, d]
+    assert torch.equal(routed, plain)  # the default is that function: same bits
+    with torch.no_grad():
+        assert not torch.allclose(model(x, t, ctx, attention=lambda q, k, v: 0.5 * V.default_attention(q, k, v), **kw), plain)
+
+
+def test_scatter_hint_is_sync_free_and_handles_a_batch(gen, monkeypatch):
+    hint = torch.randn(2, 2, 3, 2, 2, generator=gen)
+    mask = torch.tensor([[0, -1, 1, -1, 2], [-1, 2, 0, -1, 1]])
+    reads = []
+    for name in ("item", "__bool__", "__int__", "tolist", "cpu", "nonzero"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _o=original, _n=name, **k: reads.append(_n) or _o(self, *a, **k))
+    out = V.scatter_hint(torch.nn.Identity(), hint, mask).reshape(2, 5, 2, 2, 2)
+    monkeypatch.undo()
+    assert reads == []
+    for b in range(2):
+        for f in range(5):
+            key = int(mask[b, f])
+            expected = hint[b, :, key] if key >= 0 else torch.zeros(2, 2, 2)
+            assert torch.equal(out[b, f], expected)

@@ -5,6 +5,7 @@ import pytest
 import torch
 from video_enhance_kit.models import venhancer as V
 from video_enhance_kit.samplers import venhancer as S
+from video_enhance_kit.samplers import venhancer_schedule as VS
 
 # VP sigmas measured from the official code (facts file)
 FACT_SIGMAS = {0: 0.0011063, 1: 0.0042518, 199: 0.59676, 249: 0.70071, 299: 0.78118, 499: 0.94261, 899: 0.99909, 998: 0.99999988, 999: 1.0}
@@ -14,29 +15,29 @@ NORMAL_CALLS = [899, 843, 786, 730, 674, 618, 562, 505, 449, 393, 336, 280, 224,
 
 @pytest.mark.parametrize("t,sigma", sorted(FACT_SIGMAS.items()))
 def test_schedule_sigmas_match_the_official_values(t, sigma):
-    assert abs(S.vp_sigmas()[t].item() - sigma) < 1e-5
+    assert abs(VS.vp_sigmas()[t].item() - sigma) < 1e-5
 
 
 def test_schedule_is_zero_terminal_snr_and_monotone():
-    sig = S.vp_sigmas()
+    sig = VS.vp_sigmas()
     assert sig.shape == (1000,) and sig[-1] == 1.0 and (sig[1:] > sig[:-1]).all()
 
 
 def test_start_sigma_ve():
-    sched = S.VEnhancerSchedule.official()
-    assert abs(S.solver_sigmas(sched)[0].item() - 23.4717) < 1e-3
+    sched = VS.VEnhancerSchedule.official()
+    assert abs(VS.solver_sigmas(sched)[0].item() - 23.4717) < 1e-3
 
 
 def test_fast_mode_model_calls_are_the_14_listed():
-    assert S.model_call_timesteps("fast") == FAST_CALLS
+    assert VS.model_call_timesteps("fast") == FAST_CALLS
 
 
 def test_normal_mode_model_calls_are_the_15_listed():
-    assert S.model_call_timesteps("normal", 15) == NORMAL_CALLS
+    assert VS.model_call_timesteps("normal", 15) == NORMAL_CALLS
 
 
 def test_sigma_t_roundtrip():
-    sched = S.VEnhancerSchedule.official()
+    sched = VS.VEnhancerSchedule.official()
     t = torch.tensor([3.0, 90.25, 500.0, 898.5])
     assert torch.allclose(sched.sigma_to_t(sched.t_to_sigma(t)), t, atol=1e-3)
 
@@ -124,7 +125,7 @@ def _oracle_model(x0_true, sched):
 
 
 def test_sampler_recovers_the_clean_latents_with_an_oracle(gen):
-    sched = S.VEnhancerSchedule.official()
+    sched = VS.VEnhancerSchedule.official()
     x0 = torch.randn(1, 4, 5, 6, 8, generator=gen)
     calls = []
     inputs = S.VEnhancerInputs(x0, torch.tensor([[0, -1, 1, -1, 2]]), torch.zeros(1, 2, 4), torch.zeros(1, 2, 4), 1)
@@ -166,14 +167,37 @@ def test_seed_reproducible_and_noise_aug_changes_the_hint(gen):
     S.venhancer_sample(model, inputs, cfg=1.0, noise_aug=0, generator=torch.Generator().manual_seed(1))
     assert torch.equal(hints[-1], x0)  # noise_aug 0: clean key-frame latents
     S.venhancer_sample(model, inputs, cfg=1.0, noise_aug=300, generator=torch.Generator().manual_seed(1))
-    sched = S.VEnhancerSchedule.official()
+    sched = VS.VEnhancerSchedule.official()
     err = (hints[-1] - sched.alphas[299] * x0).std() / sched.sigmas[299]
     assert 0.5 < err < 1.5  # hint = alpha_299 x0 + sigma_299 eps
 
 
 def test_dpmpp_2m_sde_eta0_is_deterministic_and_exact_for_constant_x0():
-    sched = S.VEnhancerSchedule.official()
-    sig = S.solver_sigmas(sched)
+    sched = VS.VEnhancerSchedule.official()
+    sig = VS.solver_sigmas(sched)
     target = torch.full((1, 1, 1, 1, 1), 0.7)
     out = S.sample_dpmpp_2m_sde(lambda x, s: target, torch.randn(1, 1, 1, 1, 1) * sig[0], sig, eta=0.0)
     assert torch.allclose(out, target)
+
+
+def test_no_host_sync_per_step(gen, monkeypatch):
+    """The sampling loop reads nothing back from the device: the syncs of a run do not grow with the steps."""
+    x0 = torch.randn(1, 4, 3, 2, 8, generator=gen)
+
+    def model(xt, t, context, **kw):
+        return xt * 0.5 + kw["hint"].mean()
+
+    inputs = S.VEnhancerInputs(x0, torch.tensor([[0, 1, 2]]), torch.zeros(1, 2, 4), torch.zeros(1, 2, 4), 0)
+    counts = {}
+    for steps in (3, 6):
+        reads = []
+        for name in ("item", "__bool__", "__float__", "__int__", "tolist", "cpu"):
+            original = getattr(torch.Tensor, name)
+            monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _o=original, _n=name, _r=reads, **k: _r.append(_n) or _o(self, *a, **k))
+        S.venhancer_sample(model, inputs, cfg=2.0, mode="normal", steps=steps, generator=torch.Generator().manual_seed(1),
+                           schedule=VS.VEnhancerSchedule.official())
+        monkeypatch.undo()
+        counts[steps] = len(reads)
+    # per run: the integer timesteps of the schedule and where it ends (one read each); none per step
+    # (before: model_timestep(sigma).item() and `if s_next == 0` at every step, 2 x 3 more reads with 6 steps)
+    assert counts[6] == counts[3]

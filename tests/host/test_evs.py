@@ -200,3 +200,58 @@ def test_images_input_with_vae(run_node, sd15):
     out, image = run_node(NODE, **settings(sd15, sd15, latent=None, images=torch.rand(3, 32, 32, 3), t2i_vae=sd15[3]))
     assert out["samples"].shape == (3, 4, 4, 4) and image.shape == (3, 32, 32, 3)
     assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+
+
+SYNC_CALLS = ("item", "__bool__", "__float__", "__int__", "tolist", "cpu")
+
+
+def pack_syncs(monkeypatch, pack_root):
+    """Count the host reads of tensors (``.item()``, ``bool()``, ``float()``, ``int()``, ``.tolist()``, ``.cpu()``)
+    made by the pack's own code, as ``{(file relative to the pack, call): n}``."""
+    import sys
+    from collections import Counter
+
+    seen = Counter()
+    for name in SYNC_CALLS:
+        original = getattr(torch.Tensor, name)
+
+        def wrapped(self, *args, _original=original, _name=name, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if caller.startswith(pack_root):
+                seen[(caller[len(pack_root):], _name)] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapped)
+    return seen
+
+
+def test_no_host_sync_per_attention_call_or_stage(run_node, sd15, pack, monkeypatch):
+    """SFI's injection reads nothing back per attention call and the stages hand latents on without .cpu():
+    the pack's syncs in the injection and the node are per run (the same for 2 and 4 T2V steps)."""
+    from pathlib import Path
+
+    root = str(Path(pack("attention.feature_injection").__file__).parents[1]) + "/"
+    fi = pack("attention.feature_injection").FeatureInjection
+    calls = {"n": 0}
+    original = fi.qkv
+
+    def counted_qkv(self, *args, **kwargs):
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(fi, "qkv", counted_qkv)
+    per_run = {}
+    for t2v_steps in (4, 8):
+        seen = pack_syncs(monkeypatch, root)
+        calls["n"] = 0
+        run_node(NODE, **settings(sd15, sd15, sfi=True, sfi_gamma=1.0, t2v_steps=t2v_steps))
+        per_run[t2v_steps] = (dict(seen), calls["n"])
+        monkeypatch.undo()
+        monkeypatch.setattr(fi, "qkv", counted_qkv)
+    (few, few_calls), (more, more_calls) = per_run[4], per_run[8]
+    assert more_calls == 2 * few_calls > 0  # twice the attention calls ...
+    hot = ("attention/feature_injection.py", "nodes/_feature_injection.py", "nodes/evs.py")
+    assert {k: v for k, v in few.items() if k[0] in hot} == {k: v for k, v in more.items() if k[0] in hot}  # ... not one sync more
+    assert few.get(("attention/feature_injection.py", "tolist")) == 1  # the recorded levels, read once per run
+    # .cpu() only on the two schedules (once per run each): no latent goes through the CPU between stages
+    assert [(k, v) for k, v in few.items() if k[1] == "cpu"] == [(("nodes/evs.py", "cpu"), 2)]

@@ -284,21 +284,28 @@ def test_frequency_filter_nodes(host):
 
 def test_noise_rule_is_read_off_the_model(host, sd15, wan):
     """(a, s) come from the model's own noise_scaling: eps/v -> (1, sigma), flow -> (1 - sigma, sigma)."""
-    noise_rule = host.pack_module("nodes.noise_calibration").noise_rule
-    like = torch.zeros(1, 4, 8, 8)
-    a, s = noise_rule(sd15["model"].get_model_object("model_sampling"), torch.tensor(3.0), False, like)
-    assert (a, s) == pytest.approx((1.0, 3.0))
-    a, s = noise_rule(sd15["model"].get_model_object("model_sampling"), torch.tensor(3.0), True, like)  # max_denoise
-    assert (a, s) == pytest.approx((1.0, 10.0 ** 0.5))
-    a, s = noise_rule(wan["model"].get_model_object("model_sampling"), torch.tensor(0.7), False, like)
-    assert (a, s) == pytest.approx((0.3, 0.7))
+    model_rule = host.pack_module("nodes._sampling").model_rule
+    noising = host.pack_module("samplers.noising")
+    eps_ms, flow_ms = sd15["model"].get_model_object("model_sampling"), wan["model"].get_model_object("model_sampling")
+    assert model_rule(eps_ms)(torch.tensor(3.0)) == pytest.approx((1.0, 3.0))
+    assert model_rule(eps_ms, max_denoise=True)(torch.tensor(3.0)) == pytest.approx((1.0, 10.0 ** 0.5))
+    assert model_rule(flow_ms)(torch.tensor(0.7)) == pytest.approx((0.3, 0.7))
+    # a float sigma is evaluated in float64: exactly the core's rules (EVS's DDIM inversion relies on it)
+    for sigma in (0.0, 0.1234567, 0.7, 1.0, 14.6):
+        assert model_rule(eps_ms)(sigma) == noising.kdiffusion_rule(sigma)
+        assert model_rule(flow_ms)(sigma) == noising.flow_rule(sigma)
+    # a float32 tensor sigma is evaluated as the sampler noises, in float32
+    a, _ = model_rule(flow_ms)(torch.tensor(0.1234567))
+    assert a == float(1 - torch.tensor(0.1234567)) != noising.flow_rule(float(torch.tensor(0.1234567)))[0]
 
     class Squared:  # a rule that is not x = a*x0 + s*eps
         def noise_scaling(self, sigma, noise, latent, max_denoise=False):
             return latent**2 + sigma * noise
 
     with pytest.raises(error_of(host), match="model"):
-        noise_rule(Squared(), torch.tensor(1.0), False, like)
+        model_rule(Squared())(torch.tensor(1.0))
+    with pytest.raises(error_of(host), match="model"):
+        model_rule(Squared())(1.0)
 
 
 def test_reference_equal_to_the_latent_changes_nothing_and_a_different_one_is_used(host, sd15):
@@ -324,3 +331,71 @@ def test_empty_sigmas_name_the_input(host, sd15):
     mod = host.pack_module("nodes.noise_calibration")
     with pytest.raises(error_of(host), match="sigmas"):
         mod.Calibrator(2).calibrate(None, None, torch.tensor([]), {}, sd15["latent"]["samples"], start_noise=sd15["latent"]["samples"])
+
+
+def test_ksampler_wrapping_helper(host):
+    """One re-wrap for every SAMPLER wrapper: a new KSAMPLER with copies of the options; others are refused by name."""
+    import comfy.samplers
+
+    sampling = host.pack_module("nodes._sampling")
+    inner = comfy.samplers.sampler_object("ddim")  # a KSAMPLER with inpaint option random=True
+
+    def fn(model, x, sigmas, **kw):
+        return inner.sampler_function(model, x, sigmas, **kw)
+
+    wrapped = sampling.wrap_ksampler(inner, fn)
+    assert isinstance(wrapped, comfy.samplers.KSAMPLER) and wrapped.sampler_function is fn
+    assert wrapped.inpaint_options == inner.inpaint_options == {"random": True}
+    assert wrapped.inpaint_options is not inner.inpaint_options and wrapped.extra_options is not inner.extra_options
+    assert sampling.check_ksampler(inner) is inner
+    for call in (lambda s: sampling.wrap_ksampler(s, fn), lambda s: sampling.check_ksampler(s, " (no hook)", "use another")):
+        with pytest.raises(error_of(host), match="input 'sampler': a Sampler cannot be wrapped"):
+            call(comfy.samplers.Sampler())
+    with pytest.raises(error_of(host), match=r"wrapped \(no hook\)\. Fix: use another"):
+        sampling.check_ksampler(comfy.samplers.Sampler(), " (no hook)", "use another")
+
+
+def test_progress_helper_counts_and_checks_cancel(host, monkeypatch):
+    import comfy.model_management as mm
+    import comfy.utils
+
+    common = host.pack_module("nodes._common")
+    bars = []
+
+    class Recorder:
+        def __init__(self, total, node_id=None):
+            self.total, self.values = total, []
+            bars.append(self)
+
+        def update_absolute(self, value, total=None, preview=None):
+            self.values.append((value, total))
+
+    monkeypatch.setattr(comfy.utils, "ProgressBar", Recorder)
+    progress = common.Progress(5)
+    progress.tick()
+    progress.call()
+    progress.at(4)
+    progress.tick()
+    assert bars[0].total == 5 and bars[0].values == [(1, 5), (2, 5), (4, 5), (5, 5)]
+    mm.interrupt_current_processing(True)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            progress.call()
+    finally:
+        mm.interrupt_current_processing(False)
+    assert len(bars[0].values) == 4  # Cancel is checked before the tick
+
+
+def test_ranges_feed_the_schema_and_the_checks(host):
+    """The node's numbers live in one RANGES table: the schema's min/max and the node's own checks read it."""
+    nodes = host.object_info()
+    nc = host.pack_module("nodes.noise_calibration")
+    spec = {**nodes["VEK_NCSDEditRefine"]["input"]["required"]}
+    for name, (low, high) in nc.RANGES.items():
+        if name in spec:
+            assert (spec[name][1]["min"], spec[name][1]["max"]) == (low, high), name
+    common = host.pack_module("nodes._common")
+    common.check_ranges(nc.RANGES, steps=1, cutoff=1.0)
+    for bad in ({"steps": 0}, {"steps": 2.5}, {"cutoff": 1.01}, {"denoise": 0.0}):
+        with pytest.raises(error_of(host), match=next(iter(bad))):
+            common.check_ranges(nc.RANGES, **bad)

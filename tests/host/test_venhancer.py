@@ -124,18 +124,48 @@ def test_cancel_stops_sampling_between_model_calls(run_node, parts, monkeypatch)
     import comfy.utils
 
     ticks = []
-    original = comfy.utils.ProgressBar.update
+    original = comfy.utils.ProgressBar.update_absolute
 
-    def update(self, value):
+    def update_absolute(self, value, total=None, preview=None):
         ticks.append(value)
         if len(ticks) == 3:  # the user presses Cancel during the third model call
             mm.interrupt_current_processing(True)
-        return original(self, value)
+        return original(self, value, total, preview)
 
-    monkeypatch.setattr(comfy.utils.ProgressBar, "update", update)
+    monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", update_absolute)
     try:
         with pytest.raises(mm.InterruptProcessingException):
             upscale(run_node, parts, clip(frames=2, h=16, w=16), cfg=1.0)
     finally:
         mm.interrupt_current_processing(False)
     assert len(ticks) == 3  # stopped before the fourth call
+
+
+def test_attention_goes_through_comfyui_optimized_attention(run_node, parts, pack, monkeypatch):
+    """Every attention call of the network (UNet and ControlNet) goes through ComfyUI's optimized_attention, read at
+    call time; with ComfyUI's pytorch backend the result is the core default's (torch SDPA) bit for bit."""
+    import comfy.ldm.modules.attention as comfy_attention
+
+    blocks = pack("models.venhancer_blocks")
+    net = parts["model"].model
+    layer_calls, seen = [], []
+    hooks = [m.register_forward_hook(lambda *_: layer_calls.append(1)) for m in net.modules() if isinstance(m, blocks.Attention)]
+
+    def recording(q, k, v, heads, **kwargs):
+        seen.append((tuple(q.shape), heads, kwargs.get("skip_reshape")))
+        return comfy_attention.attention_pytorch(q, k, v, heads, **kwargs)
+
+    images = clip(frames=2, h=16, w=16)
+    try:
+        monkeypatch.setattr(comfy_attention, "optimized_attention", recording)
+        routed, _, _ = upscale(run_node, parts, images, cfg=1.0)
+        monkeypatch.undo()
+        monkeypatch.setattr(pack("nodes.venhancer"), "comfy_attention", lambda attn_precision=None: blocks.default_attention)
+        layer_calls.clear()
+        core, _, _ = upscale(run_node, parts, images, cfg=1.0)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert len(seen) == len(layer_calls) > 0  # one optimized_attention call per attention layer call
+    assert all(len(shape) == 4 and shape[1] == heads and skip for shape, heads, skip in seen)  # [N, heads, L, d]
+    assert torch.equal(routed, core)
