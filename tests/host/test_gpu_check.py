@@ -15,7 +15,7 @@ def test_toy_sd15_parts_run_nc_and_slr_through_comfyui(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--toy", "--parts", "sd15", "--comfyui", str(find_comfyui()),
            "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     data = json.loads((tmp_path / "gpu_check.json").read_text())
     assert data["errors"] == [] and data["dtype"] == "float32"
