@@ -1,4 +1,4 @@
-"""GPU check: full-size random-weight networks in fp16 on one CUDA GPU, in one short run (about 3-5 min on an H200).
+"""GPU check: time ratios, seconds per call and peak memory of full-size random-weight networks in fp16 on one CUDA GPU.
 
 Measures, each inside this one process (timings and memory do not depend on weight values):
 
@@ -30,18 +30,19 @@ ComfyUI is found as the pack's host finds it (``--comfyui``, else ``$COMFYUI_PAT
 custom_nodes holds the pack); only the SD1.5 parts need it.
 
 On the lent GPU machine, whose only inputs are this working tree (no ComfyUI, no downloads; its
-python3 has torch 2.11 but not torchsde, av or kornia, which booting ComfyUI and the pack import):
+python3 3.12 has torch 2.11 but not torchsde, av or kornia, which booting ComfyUI and the pack import):
 
 1. Here, once: ``python benchmarks/gpu_check.py --stage /work/ComfyUI``. It copies ComfyUI's source
-   (no models, tests or tokenizer data) into ``.comfyui/ComfyUI`` and downloads the wheels of torchsde,
-   trampoline, av, kornia and kornia_rs for CPython 3.12 into ``.whl/`` (both git-ignored), then prints
-   their size (about 4 MiB + 41 MiB; the tree that travels must stay under 64 MiB).
-2. There, one call, carrying ``.comfyui`` and ``.whl``, timeout 540 s::
+   (no models, tests, API nodes or tokenizer data: 3.6 MiB) into ``.comfyui/ComfyUI`` and downloads the
+   wheels of torchsde, trampoline, av, kornia and kornia_rs for CPython 3.12 into ``.whl/`` (41.1 MiB),
+   both git-ignored, and prints their sizes (``du -sh``: 4.7 M + 42 M + the 2.0 M tree; the limit is 64 MiB).
+2. There, one ``run`` call with ``carry: [".comfyui", ".whl"]`` and ``timeout_s`` 480::
 
-       python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \\
-         && PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py --comfyui .comfyui/ComfyUI --out $OUT
+       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \\
+         && export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 \\
+         && python3 benchmarks/gpu_check.py --comfyui .comfyui/ComfyUI --out $OUT
 
-   ``gpu_check.json`` and ``gpu_check.txt`` come back from ``$OUT``.
+   ``gpu_check.json`` and ``gpu_check.txt`` come back from ``$OUT``. More in benchmarks/README.md.
 """
 
 from __future__ import annotations
