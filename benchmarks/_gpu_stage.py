@@ -53,6 +53,8 @@ def copy_comfyui(source: Path, target: Path) -> Path:
 def download_wheels(target: Path, wheels=WHEELS) -> list[Path]:
     """``pip download`` the wheels for CPython 3.12 on manylinux x86-64 into ``target`` (no dependencies)."""
     target.mkdir(parents=True, exist_ok=True)
+    for old in target.glob("*.whl"):  # one version of each: two would stop the install there
+        old.unlink()
     cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version", PYTHON,
            "--implementation", "cp", "-d", str(target)]
     for plat in PLATFORMS:
