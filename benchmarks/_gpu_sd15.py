@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
 from _bench import compare
-
-#: SD1.5's UNet as ComfyUI's model detection reads it (comfy.model_detection's SD15 config).
-FULL_UNET = {"num_res_blocks": [2, 2, 2, 2], "channel_mult": [1, 2, 4, 4], "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
-             "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], "transformer_depth_middle": 1}
-#: The toy: one level, one res block (still detected as SD1.5: 320 channels, context 768), as nodes/_tiny_models.py.
-TOY_UNET = {"num_res_blocks": [1], "channel_mult": [1], "transformer_depth": [1], "transformer_depth_output": [1, 1],
-            "transformer_depth_middle": 1}
 
 
 class EnvironmentProblem(RuntimeError):
@@ -36,45 +28,11 @@ def start_comfy(path, device: str):
                                  "(on the GPU machine: carry the wheels, see benchmarks/README.md)") from exc
 
 
-def unet_shapes(toy: bool) -> dict[str, tuple[int, ...]]:
-    """Parameter shapes of ComfyUI's UNetModel in the SD1.5 configuration (built on the meta device: no memory)."""
-    import comfy.ops
-    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
-
-    unet = UNetModel(
-        image_size=32, in_channels=4, out_channels=4, model_channels=320, context_dim=768, num_heads=8, num_head_channels=-1,
-        use_spatial_transformer=True, legacy=False, use_linear_in_transformer=False, adm_in_channels=None, dtype=torch.float32,
-        operations=comfy.ops.disable_weight_init, device="meta", **(TOY_UNET if toy else FULL_UNET),
-    )
-    return {k: tuple(v.shape) for k, v in unet.state_dict().items()}
-
-
-def random_state_dict(shapes: dict, device: str, dtype: torch.dtype, seed: int = 1501) -> dict[str, torch.Tensor]:
-    """Seeded weights: biases 0, 1-D scales 1, matrices and kernels N(0, 1/fan_in) (activations stay O(1) in fp16)."""
-    gen = torch.Generator(device=device).manual_seed(seed)
-    out = {}
-    for key in sorted(shapes):
-        shape = shapes[key]
-        if key.endswith("bias"):
-            out[key] = torch.zeros(shape, device=device, dtype=dtype)
-        elif len(shape) <= 1:
-            out[key] = torch.ones(shape, device=device, dtype=dtype)
-        else:
-            std = 1 / math.sqrt(max(1, math.prod(shape[1:])))
-            out[key] = (torch.randn(shape, generator=gen, device=device) * std).to(dtype)
-    return out
-
-
 def build_sd15(toy: bool, device: str):
-    """A random-weight SD1.5 MODEL: the state dict through ComfyUI's model detection and diffusion-model loader."""
-    import comfy.sd
+    """A random-weight SD1.5 MODEL, full size or the toy (fp16 on CUDA, fp32 elsewhere)."""
+    from video_enhance_kit.host import sampling
 
-    dtype = torch.float16 if device == "cuda" else torch.float32
-    sd = random_state_dict(unet_shapes(toy), device, dtype)
-    model = comfy.sd.load_diffusion_model_state_dict(sd, model_options={"dtype": dtype})
-    if model is None or type(model.model.model_config).__name__ != "SD15":
-        raise RuntimeError("ComfyUI did not detect the random UNet as SD1.5")
-    return model
+    return sampling.random_sd15(not toy, device, torch.float16 if device == "cuda" else torch.float32)
 
 
 def conditioning(seed: int) -> list:
@@ -91,29 +49,24 @@ class Sampling:
         self.finite = True
 
     def sample(self, model, sampler, sigmas, callback=None) -> torch.Tensor:
-        import comfy.sample
-        import comfy.samplers
+        from video_enhance_kit.host import sampling
 
-        guider = comfy.samplers.CFGGuider(model)
-        guider.set_conds(self.positive, self.negative)
-        guider.set_cfg(self.cfg)
-        noise = comfy.sample.prepare_noise(self.latent, self.seed)
-        out = guider.sample(noise, self.latent, sampler, sigmas, callback=callback, disable_pbar=True, seed=self.seed)
+        out = sampling.cfg_sample(model, self.latent, self.positive, self.negative, self.cfg, sampler, sigmas, self.seed, callback)
         self.finite = self.finite and bool(torch.isfinite(out).all())
         return out
 
 
 def nc_row(model, pack, sizes, device: str) -> dict:
     """Row ``nc_sdedit``: NC-SDEdit (Noise Calibration N, DDIM) against plain SDEdit at the same steps and denoise."""
-    import comfy.samplers
+    from video_enhance_kit.host import sampling
 
     nc = pack("noise_calibration")
     latent = torch.randn(sizes.nc_frames, 4, sizes.latent, sizes.latent, generator=torch.Generator().manual_seed(0))
     run = Sampling(model, latent, sizes.cfg)
     sigmas = nc.sdedit_sigmas(model, "ddim", "normal", sizes.steps, sizes.denoise)
-    plain = comfy.samplers.sampler_object("ddim")
+    plain = sampling.sampler("ddim")
     calibrator = nc.Calibrator(sizes.iterations, on_step=lambda k, x0, err: None)  # defaults: cutoff 1, ideal_reference, 2-D, guided
-    calibrated = nc.wrap_sampler(comfy.samplers.sampler_object("ddim"), calibrator)
+    calibrated = nc.wrap_sampler(sampling.sampler("ddim"), calibrator)
     res = compare(lambda: run.sample(model, calibrated, sigmas), lambda: run.sample(model, plain, sigmas), warmup=sizes.warmup,
                   repeats=sizes.repeats, device=device, show=False)
     return {
@@ -150,13 +103,13 @@ class SLRComparison:
     """The SLR-patched clone of a model and the unpatched model, sampled alike; counts trajectory-attention calls."""
 
     def __init__(self, model, pack, sizes, device: str):
-        import comfy.samplers
+        from video_enhance_kit.host import sampling
 
         slr = pack("slr_attention")
         self.model, self.sizes, self.device = model, sizes, device
         self.patched, patch = slr.slr_patch(model, cross_neighbour=True, trajectory=True, trajectory_start=0.0, output_blocks="all")
-        self.sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", sizes.slr_steps).cpu()
-        self.sampler = comfy.samplers.sampler_object("ddim")
+        self.sigmas = sampling.model_sigmas(model, "normal", sizes.slr_steps)
+        self.sampler = sampling.sampler("ddim")
         self.trajectory_calls = self.patched_runs = 0
         links = patch.layer.corrector.links
 

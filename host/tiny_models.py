@@ -87,17 +87,9 @@ def module_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def sd15_unet_state_dict() -> dict[str, torch.Tensor]:
     """UNet that comfy.model_detection reads as SD15: 320 channels, context 768, one level."""
-    import comfy.ops
-    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+    from .sampling import SD15_TOY, sd15_unet
 
-    unet = UNetModel(
-        image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[1],
-        channel_mult=[1], transformer_depth=[1], transformer_depth_output=[1, 1], transformer_depth_middle=1,
-        context_dim=768, num_heads=8, num_head_channels=-1, use_spatial_transformer=True, legacy=False,
-        use_linear_in_transformer=False, adm_in_channels=None, dtype=torch.float32,
-        operations=comfy.ops.disable_weight_init, device="cpu",
-    )
-    return fill(module_state(unet), seed=1501)
+    return fill(module_state(sd15_unet(SD15_TOY, "cpu")), seed=1501)
 
 
 def taesd_state_dict(latent_channels: int = 4) -> dict[str, torch.Tensor]:

@@ -33,7 +33,7 @@ def test_core_packages_import_without_host(pkg):
 
 
 #: Host-side code besides nodes/ and tests/host/: the GPU check's SD1.5 part builds the UNet from ComfyUI's classes.
-HOST_SIDE = ("benchmarks/_gpu_sd15.py",)
+HOST_SIDE = ()
 
 
 def test_no_host_imports_outside_nodes():
