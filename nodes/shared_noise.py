@@ -10,9 +10,9 @@ import torch
 from comfy.k_diffusion.sampling import default_noise_sampler
 from comfy_api.latest import io
 
-from ..samplers.guidance import latent_flow
 from ..samplers.shared_noise import BLEND_MODES, SharedNoiseSampler, shared_step_noise
 from ..utils.checks import InputError, check_range
+from ..utils.flow import latent_flow
 from ..utils.video import frame_count
 from ._types import Flow
 from .optical_flow import check_video_flow

@@ -16,9 +16,9 @@ from ..samplers.guidance import (
     LOSS_SPACES,
     GuidanceSettings,
     TemporalConsistencyGuidance,
-    latent_flow,
 )
 from ..utils.checks import InputError, check_choice, check_range
+from ..utils.flow import latent_flow
 from ._common import throw_if_interrupted
 from ._types import Flow
 from .optical_flow import check_video_flow
