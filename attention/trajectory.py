@@ -121,7 +121,7 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: i
     """
     keep = valid | ~valid.any(0, keepdim=True)  # [T, c]
     mask = torch.zeros(keep.shape[::-1], dtype=q.dtype, device=q.device).masked_fill(~keep.t(), float("-inf"))
-    out = attention(q.unsqueeze(1), k.transpose(0, 1), v.transpose(0, 1), heads, mask=mask.view(-1, 1, 1, keep.shape[0]))
+    out = attention(q.unsqueeze(1), k.transpose(0, 1).contiguous(), v.transpose(0, 1).contiguous(), heads, mask=mask.view(-1, 1, 1, keep.shape[0]))
     return out[:, 0]
 
 
