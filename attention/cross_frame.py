@@ -14,18 +14,25 @@ the frame itself, so the first frame attends to ``[K_0 || K_1]`` and the last to
 only to frame 1). A one-frame video falls back to plain self-attention under both rules.
 
 Memory is linear in frames: per frame the keys are ``2N`` tokens, and frames are processed in chunks.
+
+Attention function: every attention product goes through ``attention(q, k, v, heads, mask=None)`` on
+``[B, tokens, H * D]`` (ComfyUI's ``optimized_attention`` convention); the default :func:`sdpa_attention`
+is torch's scaled dot-product attention, so the core runs without ComfyUI.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 
 from ..utils.checks import InputError, check_choice
-from ..utils.video import neighbour_index
+from ..utils.video import merge_streams, neighbour_index, split_streams
 
 BOUNDARIES = ("clamp", "reflect")
+Attention = Callable[..., torch.Tensor]  # (q, k, v, heads, mask=None) on [B, N, H * D] -> [B, N, H * D]
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -38,16 +45,34 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return rearrange(x, "b h n d -> b n (h d)")
 
 
-def self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """Plain spatial self-attention ``softmax(Q K^T / sqrt(d)) V`` (Eq. 4) on ``[B, N, H * D]``."""
-    out = F.scaled_dot_product_attention(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads))
+def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, mask: torch.Tensor | None = None, **_) -> torch.Tensor:
+    """``softmax(Q K^T / sqrt(d) + mask) V`` on ``q [B, N, H * D]``, ``k, v [B, M, H * D]`` with torch SDPA (the default).
+
+    mask: None or additive ``[B, 1, N, M]`` (broadcast over heads). Extra keywords (``attn_precision``) are ignored.
+    """
+    out = F.scaled_dot_product_attention(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads), attn_mask=mask)
     return merge_heads(out)
+
+
+def self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, attention: Attention = sdpa_attention) -> torch.Tensor:
+    """Plain spatial self-attention ``softmax(Q K^T / sqrt(d)) V`` (Eq. 4) on ``[B, N, H * D]``."""
+    return attention(q, k, v, heads)
 
 
 def neighbour_frames(frames: int, boundary: str = "clamp", device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices ``(previous [F], next [F])`` of each frame's two neighbours under the boundary rule."""
     check_choice(boundary, "boundary", BOUNDARIES)
     return neighbour_index(frames, -1, boundary, device), neighbour_index(frames, 1, boundary, device)
+
+
+def check_projections(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, streams: int) -> None:
+    """Fail unless ``q, k, v`` are ``[S * F, N, H * D]`` projections that split into ``streams`` and ``heads``."""
+    if q.ndim != 3 or k.shape != q.shape or v.shape[:2] != q.shape[:2]:
+        raise InputError("q, k, v", f"expected [S*F, N, H*D] tensors of one shape, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}", "pass self-attention projections")
+    if streams < 1 or q.shape[0] % streams:
+        raise InputError("latent batch", f"batch of {q.shape[0]} does not split into {streams} conditioning streams", "sample the whole video as one latent batch (one latent per frame)")
+    if q.shape[-1] % heads:
+        raise InputError("heads", f"{heads} heads do not divide the width {q.shape[-1]}", "pass the layer's head count")
 
 
 def cross_neighbour_attention(
@@ -58,27 +83,24 @@ def cross_neighbour_attention(
     streams: int = 1,
     boundary: str = "clamp",
     chunk: int = 4,
+    attention: Attention = sdpa_attention,
 ) -> torch.Tensor:
     """Eq. 5 on ``q, k, v [S * F, N, H * D]`` -> ``[S * F, N, H * D]``.
 
     streams: ``S``, the conditioning streams stacked stream-major on the batch axis (cond/uncond).
-    boundary: ``"clamp"`` or ``"reflect"`` (see the module docstring). chunk: query frames per SDPA call.
+    boundary: ``"clamp"`` or ``"reflect"`` (see the module docstring). chunk: query frames per attention call.
+    attention: the attention function (see the module docstring).
     """
-    if q.ndim != 3 or k.shape != q.shape or v.shape[:2] != q.shape[:2]:
-        raise InputError("q, k, v", f"expected [S*F, N, H*D] tensors of one shape, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}", "pass self-attention projections")
-    if streams < 1 or q.shape[0] % streams:
-        raise InputError("latent batch", f"batch of {q.shape[0]} does not split into {streams} conditioning streams", "sample the whole video as one latent batch (one latent per frame)")
-    if q.shape[-1] % heads:
-        raise InputError("heads", f"{heads} heads do not divide the width {q.shape[-1]}", "pass the layer's head count")
+    check_projections(q, k, v, heads, streams)
     frames = q.shape[0] // streams
     prev, nxt = neighbour_frames(frames, boundary, q.device)
-    out = torch.empty(q.shape[0], q.shape[1], v.shape[-1], dtype=v.dtype, device=v.device)
+    qs, ks, vs = (split_streams(t, streams) for t in (q, k, v))  # [S, F, N, HD]
+    out = torch.empty(streams, frames, q.shape[1], v.shape[-1], dtype=v.dtype, device=v.device)
+    step = max(1, chunk)
     for s in range(streams):
-        base = s * frames
-        for start in range(0, frames, max(1, chunk)):
-            idx = torch.arange(start, min(frames, start + max(1, chunk)), device=q.device)
-            kk = torch.cat([k[base + prev[idx]], k[base + nxt[idx]]], 1)  # [c, 2N, HD]
-            vv = torch.cat([v[base + prev[idx]], v[base + nxt[idx]]], 1)
-            o = F.scaled_dot_product_attention(split_heads(q[base + idx], heads), split_heads(kk, heads), split_heads(vv, heads))
-            out[base + idx] = merge_heads(o)
-    return out
+        for start in range(0, frames, step):
+            idx = torch.arange(start, min(frames, start + step), device=q.device)
+            kk = torch.cat([ks[s][prev[idx]], ks[s][nxt[idx]]], 1)  # [c, 2N, HD]
+            vv = torch.cat([vs[s][prev[idx]], vs[s][nxt[idx]]], 1)
+            out[s, start : start + step] = attention(qs[s][idx], kk, vv, heads)
+    return merge_streams(out)

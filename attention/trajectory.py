@@ -21,99 +21,71 @@ latent pixel = an 8 x 8 image patch, the paper's patch size). Ties keep the earl
 Eq. 7: each token's query ``Q_hat[p]`` (the cross-neighbour attention output) attends to the keys and
 values at its trajectory positions in all *other* frames. A trajectory stops where it leaves the frame;
 a token with no valid trajectory position keeps its query ``Q_hat[p]`` unchanged.
+
+Hot path: everything that depends only on the run - the flow resized and rounded to each token grid, the
+window offsets - is computed once (per run, per grid, on the device of the features) and reused by every
+step and layer; the trajectory map of a call is built with tensor ops (one gather per frame distance, all
+query frames at once); the candidates' win counts are tallied on the device and read only when
+``stats.counts`` is read. No call reads a device value on the host.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 
-from ..utils.checks import InputError, check_range
-from ..utils.flow import resize_flow
-from ..utils.warp import warp
-from .cross_frame import cross_neighbour_attention, self_attention
+from ..utils.checks import InputError, Range
+from ..utils.video import both_directions, merge_streams, split_streams
+from .cross_frame import (
+    Attention,
+    cross_neighbour_attention,
+    sdpa_attention,
+    self_attention,
+)
+from .links import (
+    flow_links,
+    link_targets,
+    patch_warp_error,
+    select_links,
+    similarity_links,
+)
 
 CANDIDATES = ("flow", "similarity", "history")
+WINDOW = Range(1, 15, integer=True)  # search_window: odd side of the similarity search square (tokens)
+RADIUS = Range(0, 1024, integer=True)  # trajectory_radius: frames on each side (0 = all)
 
 
-# ----------------------------------------------------------------------------- links
-
-
-def flow_links(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Flow-based links: ``flow [P, 2, H, W]`` (pixels) resized to ``size`` tokens and rounded -> ``[P, 2, h, w]``."""
-    return resize_flow(flow.float(), size).round()
-
-
-def link_targets(disp: torch.Tensor) -> torch.Tensor:
-    """Flat token index in frame ``b`` of each link ``disp [P, 2, h, w]`` -> ``[P, h * w]`` long, -1 outside the frame."""
-    p, _, h, w = disp.shape
-    ys = torch.arange(h, device=disp.device).view(1, h, 1)
-    xs = torch.arange(w, device=disp.device).view(1, 1, w)
-    tx = xs + disp[:, 0].long()
-    ty = ys + disp[:, 1].long()
-    inside = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
-    return torch.where(inside, ty * w + tx, torch.full_like(tx, -1)).reshape(p, h * w)
-
-
-def similarity_links(feat_a: torch.Tensor, feat_b: torch.Tensor, size: tuple[int, int], centre: torch.Tensor, window: int = 5) -> torch.Tensor:
-    """Similarity-based links (Eq. 6): per token of ``a``, the most cosine-similar token of ``b`` in a window.
-
-    feat_a, feat_b: ``[P, N, D]`` with ``N = h * w``. centre: ``[P, 2, h, w]`` window centres (token
-    displacements). window: odd side of the search square. Returns displacements ``[P, 2, h, w]``.
-    """
-    h, w = size
-    fa = F.normalize(feat_a.float(), dim=-1)
-    fb = F.normalize(feat_b.float(), dim=-1)
-    r = window // 2
-    p, n, d = fa.shape
-    fa_flat, fb_flat = fa.reshape(p * n, d), fb.reshape(p * n, d)
-    base = (torch.arange(p, device=fa.device) * n).view(p, 1)
-    best = torch.full(fa.shape[:2], -2.0, device=fa.device)
-    best_disp = centre.clone()
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            cand = centre + torch.tensor([dx, dy], dtype=centre.dtype, device=centre.device).view(1, 2, 1, 1)
-            idx = link_targets(cand)
-            ok = idx >= 0
-            gathered = fb_flat.index_select(0, (idx.clamp_min(0) + base).flatten())
-            sim = torch.where(ok, torch.linalg.vecdot(fa_flat, gathered).view(p, n), torch.full_like(best, -3.0))
-            better = sim > best
-            best = torch.where(better, sim, best)
-            best_disp = torch.where(better.view(-1, 1, h, w), cand, best_disp)
-    return best_disp
-
-
-def patch_warp_error(x0_a: torch.Tensor, x0_b: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
-    """Mean ``|x0_a - x0_b(p + disp)|`` over each token's patch of ``x0_hat`` -> ``[P, h, w]`` (inf if out of frame).
-
-    x0_a, x0_b: ``[P, C, H, W]``; disp: ``[P, 2, h, w]`` in tokens. The patch of a token is the
-    ``c x c`` cell it covers, ``c = round(H / h)`` (``x0`` is resized to ``c h x c w`` when needed).
-    """
-    p, _, h, w = disp.shape
-    c = max(1, round(x0_a.shape[-2] / h))
-    if tuple(x0_a.shape[-2:]) != (c * h, c * w):
-        x0_a = F.interpolate(x0_a.float(), size=(c * h, c * w), mode="area")
-        x0_b = F.interpolate(x0_b.float(), size=(c * h, c * w), mode="area")
-    dense = (disp * c).repeat_interleave(c, -2).repeat_interleave(c, -1)
-    err = (warp(x0_b.float(), dense) - x0_a.float()).abs().mean(1, keepdim=True)
-    err = F.avg_pool2d(err, c)[:, 0]
-    inside = link_targets(disp).view(p, h, w) >= 0
-    return torch.where(inside, err, torch.full_like(err, float("inf")))
-
-
-def select_links(candidates: list[torch.Tensor], errors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per token, the candidate ``[P, 2, h, w]`` with the lowest error ``[P, h, w]``: ``(links, choice [P, h, w])``."""
-    err = torch.stack(errors)  # [K, P, h, w]
-    choice = err.argmin(0)
-    stacked = torch.stack(candidates)  # [K, P, 2, h, w]
-    best = stacked.gather(0, choice.unsqueeze(0).unsqueeze(2).expand(1, -1, 2, -1, -1))[0]
-    return best, choice
+def check_window(window: int) -> int:
+    """Fail unless ``window`` is an odd whole number in :data:`WINDOW`."""
+    WINDOW.check(window, "search_window")
+    if window % 2 == 0:
+        raise InputError("search_window", f"must be odd, got {window}", "use 1, 3, 5, 7, ...")
+    return window
 
 
 # ----------------------------------------------------------------------------- trajectories and Eq. 7
+
+
+def chain(links: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Follow one link per row: ``links [R, N]`` at positions ``pos [R, N]`` (-1 stays -1)."""
+    return torch.where(pos >= 0, links.gather(1, pos.clamp_min(0)), pos)
+
+
+def trajectory_map(next_idx: torch.Tensor, prev_idx: torch.Tensor, reach: int | None = None) -> torch.Tensor:
+    """Where every token of every frame is in the frames around it: ``[F, 2R + 1, N]`` long, -1 off the trajectory.
+
+    ``map[i, R + d]`` holds the positions in frame ``i + d`` of frame ``i``'s tokens (``|d| <= R``, ``R = reach``,
+    default ``F - 1``: every frame); rows whose ``i + d`` is outside the video are -1. Built with one
+    gather per distance ``d`` for all frames at once. next_idx / prev_idx: ``[F-1, N]`` (see :func:`trajectory_of`).
+    """
+    frames, n = next_idx.shape[0] + 1, next_idx.shape[1]
+    reach = frames - 1 if reach is None else min(reach, frames - 1)
+    band = torch.full((frames, 2 * reach + 1, n), -1, dtype=torch.long, device=next_idx.device)
+    band[:, reach] = torch.arange(n, device=next_idx.device)
+    for d in range(1, reach + 1):
+        band[: frames - d, reach + d] = chain(next_idx[d - 1 :], band[: frames - d, reach + d - 1])
+        band[d:, reach - d] = chain(prev_idx[: frames - d], band[d:, reach - d + 1])
+    return band
 
 
 def trajectory_of(frame: int, next_idx: torch.Tensor, prev_idx: torch.Tensor) -> torch.Tensor:
@@ -122,16 +94,35 @@ def trajectory_of(frame: int, next_idx: torch.Tensor, prev_idx: torch.Tensor) ->
     next_idx: ``[F-1, N]`` token of frame ``i + 1`` linked to each token of frame ``i``;
     prev_idx: ``[F-1, N]`` token of frame ``i`` linked to each token of frame ``i + 1``.
     """
-    frames, n = next_idx.shape[0] + 1, next_idx.shape[1]
-    pos = torch.full((frames, n), -1, dtype=torch.long, device=next_idx.device)
-    pos[frame] = torch.arange(n, device=next_idx.device)
-    for j in range(frame + 1, frames):
-        prev = pos[j - 1]
-        pos[j] = torch.where(prev >= 0, next_idx[j - 1].gather(0, prev.clamp_min(0)), prev)
-    for j in range(frame - 1, -1, -1):
-        prev = pos[j + 1]
-        pos[j] = torch.where(prev >= 0, prev_idx[j].gather(0, prev.clamp_min(0)), prev)
-    return pos
+    frames = next_idx.shape[0] + 1
+    return trajectory_map(next_idx, prev_idx)[frame, frames - 1 - frame : 2 * frames - 1 - frame]
+
+
+def einsum_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, valid: torch.Tensor) -> torch.Tensor:
+    """One query per token against its trajectory keys: ``q [c, H * D]``, ``k, v [T, c, H * D]``, ``valid [T, c]`` -> ``[c, H * D]``.
+
+    The softmax is written out in float32 (SDPA is slow for a batch of length-1 queries); a token with no
+    valid key gets zeros (the caller keeps its query there).
+    """
+    qq = rearrange(q, "c (h d) -> c h d", h=heads)
+    kk = rearrange(k, "t c (h d) -> t c h d", h=heads)
+    vv = rearrange(v, "t c (h d) -> t c h d", h=heads)
+    any_valid = valid.any(0)  # [c]
+    scores = torch.einsum("chd,tchd->tch", qq.float(), kk.float()) * (qq.shape[-1] ** -0.5)
+    scores = scores.masked_fill(~valid.unsqueeze(-1), float("-inf"))
+    weights = torch.softmax(scores.masked_fill(~any_valid.view(1, -1, 1), 0.0), 0)
+    return rearrange(torch.einsum("tch,tchd->chd", weights, vv.float()), "c h d -> c (h d)")
+
+
+def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, valid: torch.Tensor, attention: Attention) -> torch.Tensor:
+    """:func:`einsum_attention` through an attention function: ``c`` batches of one query, ``T`` keys, additive mask.
+
+    A token with no valid key gets an all-zero mask row (finite output; the caller keeps its query there).
+    """
+    keep = valid | ~valid.any(0, keepdim=True)  # [T, c]
+    mask = torch.zeros(keep.shape[::-1], dtype=q.dtype, device=q.device).masked_fill(~keep.t(), float("-inf"))
+    out = attention(q.unsqueeze(1), k.transpose(0, 1).contiguous(), v.transpose(0, 1).contiguous(), heads, mask=mask.view(-1, 1, 1, keep.shape[0]))
+    return out[:, 0]
 
 
 def trajectory_attention(
@@ -143,6 +134,7 @@ def trajectory_attention(
     prev_idx: torch.Tensor,
     budget: int = 1 << 24,
     radius: int = 0,
+    attention: Attention | None = None,
 ) -> torch.Tensor:
     """Eq. 7 for one stream: ``q_hat, k, v [F, N, H * D]`` -> ``[F, N, H * D]``.
 
@@ -150,57 +142,70 @@ def trajectory_attention(
     radius makes the cost linear in frames instead of quadratic.
 
     Token ``p`` of frame ``i`` attends to ``K, V`` at its trajectory positions in the other
-    frames (``Traj - p``): one query against at most ``F - 1`` keys, so the softmax is written out
-    (einsum; SDPA is slow for a batch of length-1 queries). Memory per call is ``O(F * N * H * D)`` (one query frame at a time, tokens in
-    chunks of at most ``budget`` gathered elements).
+    frames (``Traj - p``): one query against at most ``F - 1`` keys. attention: None (default) writes
+    the softmax out (:func:`einsum_attention`); a function (ComfyUI's ``optimized_attention``) gets
+    ``[c, 1, H * D]`` queries, ``[c, T, H * D]`` keys and an additive ``[c, 1, 1, T]`` mask. Memory per
+    call is ``O(F * N * H * D)`` (one query frame at a time, tokens in chunks of at most ``budget``
+    gathered elements) plus the trajectory map (:func:`trajectory_map`).
     """
     frames, n, width = k.shape
     if frames == 1:
         return q_hat.clone()
+    reach = frames - 1 if radius <= 0 else min(radius, frames - 1)
+    band = trajectory_map(next_idx, prev_idx, reach)  # [F, 2R+1, N]
+    offsets = torch.arange(-reach, reach + 1, device=k.device)
     out = torch.empty_like(q_hat)
     chunk = max(1, min(n, budget // max(1, (frames - 1) * width)))  # tokens per gather
+    k_flat, v_flat = k.reshape(frames * n, width), v.reshape(frames * n, width)
     for i in range(frames):
-        lo, hi = (0, frames) if radius <= 0 else (max(0, i - radius), min(frames, i + radius + 1))
-        pos = trajectory_of(i, next_idx, prev_idx)
-        others = torch.cat([pos[lo:i], pos[i + 1 : hi]])  # [T, N], T <= F-1 frames on the trajectory
-        frame_ids = torch.cat([torch.arange(lo, i), torch.arange(i + 1, hi)]).to(k.device)
+        lo, hi = max(0, i - reach), min(frames, i + reach + 1)
+        cols = torch.cat([offsets[lo - i + reach : reach], offsets[reach + 1 : hi - i + reach]]) + reach
+        others = band[i, cols]  # [T, N], frames lo..i-1, i+1..hi-1 in order
+        frame_ids = (cols - reach + i).view(-1, 1)
         for s in range(0, n, chunk):
-            idx = others[:, s : s + chunk]  # [F-1, c]
+            idx = others[:, s : s + chunk]  # [T, c]
             valid = idx >= 0
-            flat = frame_ids.view(-1, 1) * n + idx.clamp_min(0)
-            kk = k.reshape(frames * n, width)[flat]  # [F-1, c, HD]
-            vv = v.reshape(frames * n, width)[flat]
-            qq = rearrange(q_hat[i, s : s + chunk], "c (h d) -> c h d", h=heads)
-            kk = rearrange(kk, "t c (h d) -> t c h d", h=heads)
-            vv = rearrange(vv, "t c (h d) -> t c h d", h=heads)
-            any_valid = valid.any(0)  # [c]
-            scores = torch.einsum("chd,tchd->tch", qq.float(), kk.float()) * (qq.shape[-1] ** -0.5)
-            scores = scores.masked_fill(~valid.unsqueeze(-1), float("-inf"))
-            weights = torch.softmax(scores.masked_fill(~any_valid.view(1, -1, 1), 0.0), 0)
-            o = torch.einsum("tch,tchd->chd", weights, vv.float())
-            o = rearrange(o, "c h d -> c (h d)")
-            out[i, s : s + chunk] = torch.where(any_valid.unsqueeze(-1), o.to(out.dtype), q_hat[i, s : s + chunk])
+            flat = frame_ids * n + idx.clamp_min(0)
+            q = q_hat[i, s : s + chunk]
+            if attention is None:
+                o = einsum_attention(q, k_flat[flat], v_flat[flat], heads, valid)
+            else:
+                o = masked_attention(q, k_flat[flat], v_flat[flat], heads, valid, attention)
+            out[i, s : s + chunk] = torch.where(valid.any(0).unsqueeze(-1), o.to(out.dtype), q)
     return out
 
 
 # ----------------------------------------------------------------------------- the self-correction
 
 
-@dataclass
 class CorrectionStats:
-    """How often each candidate won at the last correction (token counts), for logging and tests."""
+    """How often each candidate won at the corrections (token counts), tallied on the device, read on demand."""
 
-    counts: dict = field(default_factory=lambda: {c: 0 for c in CANDIDATES})
+    def __init__(self):
+        self._tally: torch.Tensor | None = None  # [len(CANDIDATES)] long, on the device of the last choice
+
+    def add(self, choice: torch.Tensor) -> None:
+        """Count the winners ``choice`` (candidate index per token) without reading them on the host."""
+        ids = torch.arange(len(CANDIDATES), device=choice.device).view(-1, 1)
+        counts = (choice.flatten().unsqueeze(0) == ids).sum(1)
+        self._tally = counts if self._tally is None else self._tally.to(counts.device) + counts
+
+    @property
+    def counts(self) -> dict:
+        """``{candidate: tokens won}`` (one host read)."""
+        values = [0] * len(CANDIDATES) if self._tally is None else self._tally.tolist()
+        return dict(zip(CANDIDATES, values))
+
+    @counts.setter
+    def counts(self, values: dict) -> None:
+        self._tally = torch.tensor([int(values.get(c, 0)) for c in CANDIDATES])
 
 
 class SelfCorrectedTrajectories:
     """Chooses the links of every layer and stream per step, remembering the best ones (history)."""
 
     def __init__(self, window: int = 5):
-        check_range(window, "search_window", 1, 15, integer=True)
-        if window % 2 == 0:
-            raise InputError("search_window", f"must be odd, got {window}", "use 1, 3, 5, 7, ...")
-        self.window = window
+        self.window = check_window(window)
         self.history: dict = {}
         self.stats = CorrectionStats()
 
@@ -209,31 +214,30 @@ class SelfCorrectedTrajectories:
         self.history.clear()
 
     def links(self, key, feats: torch.Tensor, size: tuple[int, int], flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, x0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(next_idx, prev_idx)`` ``[F-1, N]`` for one stream.
+        """``(next_idx, prev_idx)`` ``[F-1, N]`` for one stream from pixel flows ``[F-1, 2, H, W]`` (resized here).
 
         key: identifies layer and stream for the history. feats: ``[F, N, D]`` key features.
-        flow_fwd / flow_bwd: ``[F-1, 2, H, W]`` pixel flows (any resolution; resized here).
         x0: ``[F, C, H0, W0]`` the current clean estimate (None: flow-based links only).
         """
-        h, w = size
+        flow_disp = flow_links(torch.cat([flow_fwd, flow_bwd]).to(feats.device), size)
+        return self.corrected_links(key, feats, size, flow_disp, x0)
+
+    def corrected_links(self, key, feats: torch.Tensor, size: tuple[int, int], flow_disp: torch.Tensor, x0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`links` from the flow-based links ``flow_disp [2(F-1), 2, h, w]`` (forward pairs, then backward)."""
         frames = feats.shape[0]
-        flows = torch.cat([flow_fwd, flow_bwd]).to(feats.device)
-        a_ids = torch.cat([torch.arange(frames - 1), torch.arange(1, frames)]).to(feats.device)
-        b_ids = torch.cat([torch.arange(1, frames), torch.arange(frames - 1)]).to(feats.device)
-        flow_disp = flow_links(flows, (h, w))
         if x0 is None:
             best = flow_disp
         else:
-            sim_disp = similarity_links(feats[a_ids], feats[b_ids], (h, w), flow_disp, self.window)
-            x0 = x0.to(feats.device)
+            feats_a, feats_b = both_directions(feats)
+            sim_disp = similarity_links(feats_a, feats_b, size, flow_disp, self.window)
+            x0_a, x0_b = both_directions(x0.to(feats.device))
             candidates = [flow_disp, sim_disp]
             hist = self.history.get(key)
             if hist is not None and hist.shape == flow_disp.shape:
                 candidates.append(hist)
-            errors = [patch_warp_error(x0[a_ids], x0[b_ids], c) for c in candidates]
+            errors = [patch_warp_error(x0_a, x0_b, c) for c in candidates]
             best, choice = select_links(candidates, errors)
-            for i, name in enumerate(CANDIDATES[: len(candidates)]):
-                self.stats.counts[name] += int((choice == i).sum())
+            self.stats.add(choice)
         self.history[key] = best
         idx = link_targets(best)
         return idx[: frames - 1], idx[frames - 1 :]
@@ -248,34 +252,44 @@ class SLRTemporalAttention:
     Call with the self-attention projections ``q, k, v [S * F, N, H * D]`` of an image UNet layer.
     Trajectory attention needs a flow (``set_flow``) or an ``x0_hat`` to estimate one from
     (``set_x0``), both in frames' layout ``[F, ...]``; the node sets them between steps.
+    attention: the attention function of both parts (None: torch SDPA for cross-neighbour attention and
+    the written-out softmax for trajectory attention); a call's ``attention`` argument overrides it.
+
+    Per-run cache: the flow-based links at each token grid (:meth:`grid_links`), dropped by :meth:`reset`
+    (a new run), :meth:`set_flow` and, for a flow estimated from x0_hat, :meth:`set_x0` (a new step).
     """
 
-    def __init__(self, cross_neighbour: bool = True, trajectory: bool = True, window: int = 5, boundary: str = "clamp", flow_estimator=None, radius: int = 0):
-        check_range(radius, "trajectory_radius", 0, 1024, integer=True)
-        self.radius = radius
+    def __init__(self, cross_neighbour: bool = True, trajectory: bool = True, window: int = 5, boundary: str = "clamp", flow_estimator=None, radius: int = 0, attention: Attention | None = None):
+        self.radius = RADIUS.check(radius, "trajectory_radius")
         self.cross_neighbour = cross_neighbour
         self.trajectory = trajectory
         self.boundary = boundary
+        self.attention = attention
         self.corrector = SelfCorrectedTrajectories(window)
         self.flow_estimator = flow_estimator  # frames [F, C, H, W] -> (forward, backward) pixel flows
         self.fixed_flow: tuple[torch.Tensor, torch.Tensor] | None = None
         self.x0: torch.Tensor | None = None
         self._x0_flow: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._grid_links: dict = {}
 
     def reset(self) -> None:
-        """Start of a sampling run: forget x0_hat, its flow and the trajectory history."""
+        """Start of a sampling run: forget x0_hat, its flow, the grid cache and the trajectory history."""
         self.x0 = None
         self._x0_flow = None
+        self._grid_links.clear()
         self.corrector.reset()
 
     def set_flow(self, forward: torch.Tensor | None, backward: torch.Tensor | None) -> None:
         """A flow of the input video ``[F-1, 2, H, W]`` (pixels, any resolution) used instead of estimating one."""
         self.fixed_flow = None if forward is None else (forward, backward)
+        self._grid_links.clear()
 
     def set_x0(self, x0: torch.Tensor) -> None:
         """The clean estimate ``x0_hat [F, C, H, W]`` of the step just taken (used at the next step)."""
         self.x0 = x0.detach()
         self._x0_flow = None
+        if self.fixed_flow is None:
+            self._grid_links.clear()
 
     def flow(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Forward/backward flows for the trajectories: the fixed flow, else estimated from x0_hat (cached per step)."""
@@ -287,28 +301,40 @@ class SLRTemporalAttention:
             self._x0_flow = self.flow_estimator(self.x0.float())
         return self._x0_flow
 
-    def __call__(self, q, k, v, heads: int, streams: int, size: tuple[int, int], layer=None, stream_ids=None, trajectory_active: bool = True) -> torch.Tensor:
+    def grid_links(self, size: tuple[int, int], device) -> torch.Tensor:
+        """Flow-based links ``[2(F-1), 2, h, w]`` (forward pairs, then backward) at a token grid, on ``device`` (cached)."""
+        key = (tuple(size), torch.device(device))
+        if key not in self._grid_links:
+            fwd, bwd = self.flow()
+            self._grid_links[key] = flow_links(torch.cat([fwd, bwd]).to(device), size)
+        return self._grid_links[key]
+
+    def __call__(self, q, k, v, heads: int, streams: int, size: tuple[int, int], layer=None, stream_ids=None, trajectory_active: bool = True, attention: Attention | None = None) -> torch.Tensor:
         """SLR attention on ``q, k, v [S * F, N, H * D]``; ``size = (h, w)`` token grid (``h * w = N``)."""
         if size[0] * size[1] != q.shape[1]:
             raise InputError("size", f"token grid {size} does not hold {q.shape[1]} tokens", "pass the layer's (height, width)")
+        attention = attention or self.attention
         if self.cross_neighbour:
-            out = cross_neighbour_attention(q, k, v, heads, streams, self.boundary)
+            out = cross_neighbour_attention(q, k, v, heads, streams, self.boundary, attention=attention or sdpa_attention)
         else:
-            out = self_attention(q, k, v, heads)
+            out = self_attention(q, k, v, heads, attention or sdpa_attention)
         frames = q.shape[0] // streams
-        if not (self.trajectory and trajectory_active) or frames < 2:
+        if not (self.trajectory and trajectory_active) or frames < 2 or self.flow() is None:
             return out
-        flow = self.flow()
-        if flow is None:
-            return out
-        x0 = self.x0 if self.x0 is not None and self.x0.shape[0] == frames else None
-        fwd, bwd = flow
+        return self.trajectory_streams(out, k, v, heads, streams, size, layer, stream_ids, attention)
+
+    def trajectory_streams(self, out, k, v, heads: int, streams: int, size, layer, stream_ids, attention) -> torch.Tensor:
+        """Trajectory attention (Eq. 6-7) of every stream on the cross-neighbour output ``out [S * F, N, H * D]``."""
+        frames = out.shape[0] // streams
+        fwd, _ = self.flow()
         if fwd.shape[0] != frames - 1:
             raise InputError("flow", f"describes {fwd.shape[0] + 1} frames but the latent batch has {frames}", "estimate the flow from the same video you sample")
+        x0 = self.x0 if self.x0 is not None and self.x0.shape[0] == frames else None
+        flow_disp = self.grid_links(size, k.device)
         stream_ids = list(range(streams)) if stream_ids is None else list(stream_ids)
-        result = torch.empty_like(out)
+        outs, ks, vs = (split_streams(t, streams) for t in (out, k, v))
+        result = torch.empty_like(outs)
         for s in range(streams):
-            sl = slice(s * frames, (s + 1) * frames)
-            next_idx, prev_idx = self.corrector.links((layer, stream_ids[s]), k[sl], size, fwd, bwd, x0)
-            result[sl] = trajectory_attention(out[sl], k[sl], v[sl], heads, next_idx, prev_idx, radius=self.radius)
-        return result
+            next_idx, prev_idx = self.corrector.corrected_links((layer, stream_ids[s]), ks[s], size, flow_disp, x0)
+            result[s] = trajectory_attention(outs[s], ks[s], vs[s], heads, next_idx, prev_idx, radius=self.radius, attention=attention)
+        return merge_streams(result)

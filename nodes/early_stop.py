@@ -5,21 +5,24 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..samplers.early_stop import early_stop_sigmas, early_stopping_sampler
-from ..utils.checks import check_range
+from ..utils.checks import Range
 from ._sampling import KSAMPLER_FIX, check_ksampler, wrap_ksampler
 
 CATEGORY = "video-enhance-kit/zvrd"
+STOP_STEP = Range(0, 10000, integer=True)
+STOP_SIGMA = Range(0.0, 1000.0)
+STOP_FRACTION = Range(0.01, 1.0)
 
 
 def _stop_inputs():
     return [
-        io.Int.Input("stop_step", default=0, min=0, max=10000,
+        io.Int.Input("stop_step", default=0, **STOP_STEP.bounds,
                      tooltip="Stop after this many steps and return that step's x0 prediction (T_ES). 0 = use stop_sigma or "
                              "stop_fraction instead."),
-        io.Float.Input("stop_sigma", default=0.0, min=0.0, max=1000.0, step=0.001,
+        io.Float.Input("stop_sigma", default=0.0, **STOP_SIGMA.bounds, step=0.001,
                        tooltip="Stop at the first step whose target noise level is at or below this sigma (0 = off). "
                                "Used when stop_step is 0."),
-        io.Float.Input("stop_fraction", default=0.9, min=0.01, max=1.0, step=0.01,
+        io.Float.Input("stop_fraction", default=0.9, **STOP_FRACTION.bounds, step=0.01,
                        tooltip="Fraction of the schedule's steps to run when stop_step and stop_sigma are 0 (1 = no early "
                                "stop). The paper gives no T_ES; 0.9 skips the last tenth, where flickering fine detail and "
                                "the input's noise are re-created."),
@@ -27,9 +30,10 @@ def _stop_inputs():
 
 
 def _check(stop_step, stop_sigma, stop_fraction):
-    check_range(stop_step, "stop_step", 0, 10000, integer=True)
-    check_range(stop_sigma, "stop_sigma", 0.0, 1000.0)
-    check_range(stop_fraction, "stop_fraction", 0.01, 1.0)
+    """The node's ranges (also for API calls that bypass ComfyUI's validation)."""
+    STOP_STEP.check(stop_step, "stop_step")
+    STOP_SIGMA.check(stop_sigma, "stop_sigma")
+    STOP_FRACTION.check(stop_fraction, "stop_fraction")
 
 
 class EarlyStopSampler(io.ComfyNode):

@@ -17,7 +17,7 @@ from kornia.color import hsv_to_rgb
 import comfy.utils
 import folder_paths
 
-from ..utils.checks import InputError, check_choice, check_range
+from ..utils.checks import InputError, Range, check_choice
 from ..utils.flow import METHODS, VideoFlow, estimate_flow
 from ..utils.video import frames_to_image, image_to_frames
 from ._common import image_frames, throw_if_interrupted
@@ -28,6 +28,8 @@ FEATURE = f"{CATEGORY}/optical_flow"
 FOLDER = "optical_flow"
 NONE = "none"
 DIRECTIONS = ("forward", "backward")
+MAX_MAGNITUDE = Range(0.0, 1024.0)
+OVERLAY = Range(0.0, 1.0)
 
 if FOLDER not in folder_paths.folder_names_and_paths:
     folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, FOLDER))
@@ -128,8 +130,8 @@ class VisualizeFlow(io.ComfyNode):
             inputs=[
                 Flow.Input("flow", tooltip="Output of Estimate Optical Flow."),
                 io.Combo.Input("direction", options=list(DIRECTIONS), default="forward", tooltip="forward: flow from frame i to i+1 (drawn on frame i). backward: from frame i+1 to i (drawn on frame i+1)."),
-                io.Float.Input("max_magnitude", default=0.0, min=0.0, max=1024.0, step=0.5, tooltip="Speed in pixels per frame drawn at full saturation; 0 = the largest speed in the video."),
-                io.Float.Input("occlusion_overlay", default=0.6, min=0.0, max=1.0, step=0.05, tooltip="How strongly occluded (forward-backward inconsistent) pixels are tinted dark red; 0 = off."),
+                io.Float.Input("max_magnitude", default=0.0, **MAX_MAGNITUDE.bounds, step=0.5, tooltip="Speed in pixels per frame drawn at full saturation; 0 = the largest speed in the video."),
+                io.Float.Input("occlusion_overlay", default=0.6, **OVERLAY.bounds, step=0.05, tooltip="How strongly occluded (forward-backward inconsistent) pixels are tinted dark red; 0 = off."),
             ],
             outputs=[io.Image.Output(display_name="images", tooltip="F-1 colour-coded flow frames.")],
         )
@@ -138,8 +140,8 @@ class VisualizeFlow(io.ComfyNode):
     def execute(cls, flow, direction="forward", max_magnitude=0.0, occlusion_overlay=0.6) -> io.NodeOutput:
         check_video_flow(flow)
         check_choice(direction, "direction", DIRECTIONS)
-        check_range(max_magnitude, "max_magnitude", 0.0, 1024.0)
-        check_range(occlusion_overlay, "occlusion_overlay", 0.0, 1.0)
+        MAX_MAGNITUDE.check(max_magnitude, "max_magnitude")
+        OVERLAY.check(occlusion_overlay, "occlusion_overlay")
         vectors = (flow.forward if direction == "forward" else flow.backward).float().cpu()
         valid = (flow.valid_forward if direction == "forward" else flow.valid_backward).float().cpu()
         rgb = flow_to_color(vectors, max_magnitude or None)

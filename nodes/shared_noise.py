@@ -9,9 +9,15 @@ import torch
 from comfy.k_diffusion.sampling import default_noise_sampler
 from comfy_api.latest import io
 
-from ..samplers.guidance import latent_flow
-from ..samplers.shared_noise import BLEND_MODES, SharedNoiseSampler, shared_step_noise
-from ..utils.checks import InputError, check_range
+from ..samplers.shared_noise import (
+    BLEND_MODES,
+    LAMBDA,
+    SHARE,
+    SharedNoiseSampler,
+    shared_step_noise,
+)
+from ..utils.checks import InputError
+from ..utils.flow import latent_flow
 from ..utils.video import frame_count
 from ._sampling import check_ksampler, wrap_ksampler
 from ._types import Flow
@@ -31,7 +37,7 @@ def parse_frame_weights(text: str):
     except ValueError:
         raise InputError("frame_weights", f"cannot read {text!r} as numbers", "write comma-separated numbers in [0, 1], e.g. '1, 0.9, 0.8'") from None
     for v in values:
-        check_range(v, "frame_weights", 0.0, 1.0)
+        SHARE.check(v, "frame_weights")
     return values
 
 
@@ -75,10 +81,10 @@ class SharedInitialNoise:
 
 def _common_inputs():
     return [
-        io.Float.Input("share_weight", default=1.0, min=0.0, max=1.0, step=0.01,
+        io.Float.Input("share_weight", default=1.0, **SHARE.bounds, step=0.01,
                        tooltip="How much every frame's noise is replaced by frame 0's noise: 1 = all frames share one noise "
                                "(ZVRD), 0 = independent noise. Unit variance is kept for every value."),
-        io.Float.Input("blend_lambda", default=0.2, min=0.0, max=1.0, step=0.01,
+        io.Float.Input("blend_lambda", default=0.2, **LAMBDA.bounds, step=0.01,
                        tooltip="Eq. 11's lambda, used only with a flow: the weight each frame keeps of its own noise where the "
                                "flow is valid; the rest is the previous frame's noise warped along the motion. 1 = no blending. "
                                "The paper gives no value; 0.2 (this pack's default) keeps some fresh noise per frame so nearest-neighbour warping does not pile up duplicated noise over long clips."),
@@ -115,8 +121,8 @@ class SharedNoise(io.ComfyNode):
 
     @classmethod
     def execute(cls, noise_seed, share_weight, blend_lambda, blend_mode, flow=None, frame_weights="") -> io.NodeOutput:
-        check_range(share_weight, "share_weight", 0.0, 1.0)
-        check_range(blend_lambda, "blend_lambda", 0.0, 1.0)
+        SHARE.check(share_weight, "share_weight")
+        LAMBDA.check(blend_lambda, "blend_lambda")
         weights = parse_frame_weights(frame_weights)
         if flow is not None:
             check_video_flow(flow)
@@ -163,8 +169,8 @@ class SharedNoiseSamplerNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, sampler, share_weight, blend_lambda, blend_mode, flow=None) -> io.NodeOutput:
-        check_range(share_weight, "share_weight", 0.0, 1.0)
-        check_range(blend_lambda, "blend_lambda", 0.0, 1.0)
+        SHARE.check(share_weight, "share_weight")
+        LAMBDA.check(blend_lambda, "blend_lambda")
         if flow is not None:
             check_video_flow(flow)
         return io.NodeOutput(shared_noise_sampler(sampler, share_weight, flow, blend_lambda, blend_mode))

@@ -9,21 +9,32 @@ estimator on the latent ``x0_hat``: no VAE decode, no weights).
 
 Frames are the latent batch (one latent per frame, sampled together); ComfyUI stacks cond and uncond on
 the batch axis, so frames = batch / len(cond_or_uncond).
+
+Attention runs through ComfyUI's ``optimized_attention`` (the backend the user chose: sage, flash,
+xformers, pytorch, sub-quadratic, ... and the layer's ``attn_precision``), read at call time.
+
+Per run (SAMPLER_SAMPLE wrapper): the schedule is read once into Python floats (:class:`StepClock`) and
+the step advanced by the sampler's callback, so the trajectory decision (``sigma <= sigma_start``) reads
+no device value; the layer's per-run caches are dropped at the start and end of every run (OUTER_SAMPLE).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import torch
 from comfy_api.latest import io
 
+import comfy.ldm.modules.attention
 import comfy.patcher_extension
 
 from ..attention.cross_frame import BOUNDARIES
-from ..attention.trajectory import SLRTemporalAttention
-from ..utils.checks import InputError, check_choice, check_range
+from ..attention.trajectory import RADIUS, WINDOW, SLRTemporalAttention, check_window
+from ..samplers.step_clock import StepClock
+from ..utils.checks import InputError, Range, check_choice
 from ..utils.flow import classical_flow
+from ..utils.video import both_directions
 from ._registry import CATEGORY
 from ._types import Flow
 from .optical_flow import check_video_flow
@@ -31,6 +42,7 @@ from .optical_flow import check_video_flow
 FEATURE = f"{CATEGORY}/zvrd"
 DEFAULT_TRAJECTORY_START = 0.9  # T_TA = 100 of 1000 DDPM steps (GDP backbone): the last 10 % of the schedule
 DEFAULT_WINDOW = 5
+TRAJECTORY_START = Range(0.0, 1.0)
 
 
 def unet_of(model):
@@ -79,6 +91,21 @@ def parse_blocks(text: str, available: dict[int, int]) -> list[int]:
     return wanted
 
 
+def stream_ids(cond_or_uncond) -> list[tuple[int, int]]:
+    """``(kind, occurrence)`` per stream: ids independent of the cond/uncond order in the batch."""
+    seen: dict[int, int] = {}
+    ids = []
+    for c in cond_or_uncond:
+        ids.append((c, seen.get(c, 0)))
+        seen[c] = seen.get(c, 0) + 1
+    return ids
+
+
+def comfy_attention(extra_options: dict):
+    """ComfyUI's ``optimized_attention`` (looked up now: ComfyUI binds it at start-up) with the layer's ``attn_precision``."""
+    return functools.partial(comfy.ldm.modules.attention.optimized_attention, attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options)
+
+
 class SLRPatch:
     """The patch state shared by the attn1 replacements and the post-CFG hook of one patched clone."""
 
@@ -86,18 +113,16 @@ class SLRPatch:
         self.layer = layer
         self.trajectory_blocks = trajectory_blocks
         self.sigma_start = sigma_start
-        self.last_sigma: float | None = None
-        self.x0_sigma: float | None = None
+        self.clock: StepClock | None = None
 
     def __deepcopy__(self, memo):
         """ModelPatcher.clone deep-copies model_options: clones share this state (and its OUTER_SAMPLE reset)."""
         return self
 
     def reset(self) -> None:
-        """A new sampling run: forget x0_hat, its flow and the trajectory history of the previous one."""
+        """A new sampling run: forget x0_hat, its flow, the grid caches, the trajectory history and the run's clock."""
         self.layer.reset()
-        self.last_sigma = None
-        self.x0_sigma = None
+        self.clock = None
 
     def outer_sample(self, executor, *args, **kwargs):
         """OUTER_SAMPLE wrapper: reset before each sampling run and drop x0_hat after it."""
@@ -107,15 +132,14 @@ class SLRPatch:
         finally:
             self.reset()
 
-    def _step(self, sigma: float) -> None:
-        """Fallback when the OUTER_SAMPLE wrapper did not run: a new run shows as sigma going up."""
-        if self.last_sigma is not None and sigma > self.last_sigma * (1 + 1e-5):
-            self.layer.reset()
-            self.x0_sigma = None
-        self.last_sigma = sigma
-        if self.x0_sigma is not None and self.x0_sigma < sigma * (1 - 1e-5):  # x0_hat from a later step: stale
-            self.layer.reset()
-            self.x0_sigma = None
+    def sampler_sample(self, executor, guider, sigmas, extra_args, callback=None, *args, **kwargs):
+        """SAMPLER_SAMPLE wrapper: the run's sigmas read once (:class:`StepClock`), the step counted by the callback."""
+        self.clock = StepClock(sigmas)
+        return executor(guider, sigmas, extra_args, self.clock.wrap(callback), *args, **kwargs)
+
+    def sigma(self) -> float:
+        """Noise level of the current step (inf outside a sampling run: no trajectory attention)."""
+        return float("inf") if self.clock is None else self.clock.sigma
 
     def attn1(self, q, k, v, extra_options):
         """attn1 replacement: SLR attention on the projections ``[S * F, N, H * D]``."""
@@ -128,37 +152,27 @@ class SLRPatch:
                 f"a batch of {batch} latents does not split into {streams} conditioning streams ({cond_or_uncond})",
                 "sample the whole video as one latent batch with one latent per frame (every conditioning must cover all frames)",
             )
-        sigmas = extra_options.get("sigmas")
-        sigma = float(sigmas.max()) if isinstance(sigmas, torch.Tensor) and sigmas.numel() else float("inf")
-        self._step(sigma)
         block = extra_options.get("block") or ("output", -1)
         shape = extra_options.get("activations_shape") or extra_options.get("original_shape")
         size = (int(shape[-2]), int(shape[-1]))
         if size[0] * size[1] != q.shape[1]:  # odd sizes rounded differently: fall back to the original shape ratio
             raise InputError("latent", f"token grid {size} does not match {q.shape[1]} attention tokens", "use a latent whose width and height are multiples of 8")
-        seen: dict[int, int] = {}
-        ids = []
-        for c in cond_or_uncond:  # stream ids independent of the cond/uncond order in the batch
-            ids.append((c, seen.get(c, 0)))
-            seen[c] = seen.get(c, 0) + 1
-        active = block[1] in self.trajectory_blocks and sigma <= self.sigma_start
+        active = block[1] in self.trajectory_blocks and self.sigma() <= self.sigma_start
         layer_key = (block[0], block[1], extra_options.get("block_index", 0))
-        return self.layer(q, k, v, extra_options["n_heads"], streams, size, layer=layer_key, stream_ids=ids, trajectory_active=active)
+        return self.layer(q, k, v, extra_options["n_heads"], streams, size, layer=layer_key, stream_ids=stream_ids(cond_or_uncond),
+                          trajectory_active=active, attention=comfy_attention(extra_options))
 
     def post_cfg(self, args):
         """Record x0_hat (the guided prediction of this step) for the next step; returns it unchanged."""
         denoised = args["denoised"]
-        sigma = args.get("sigma")
         if self.layer.trajectory:
             self.layer.set_x0(denoised)
-            self.x0_sigma = float(sigma.max()) if isinstance(sigma, torch.Tensor) else None
         return denoised
 
 
-def latent_flow(x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward/backward flow of latent frames ``x0 [F, C, H, W]`` with the classical estimator."""
-    a = torch.cat([x0[:-1], x0[1:]])
-    b = torch.cat([x0[1:], x0[:-1]])
+def estimate_latent_flow(x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward/backward flow of latent frames ``x0 [F, C, H, W]`` with the classical estimator (no weights, no decode)."""
+    a, b = both_directions(x0)
     with torch.no_grad():
         both = classical_flow(a, b)
     n = x0.shape[0] - 1
@@ -167,12 +181,10 @@ def latent_flow(x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def slr_patch(model, cross_neighbour=True, trajectory=True, trajectory_start=DEFAULT_TRAJECTORY_START, output_blocks="all", search_window=DEFAULT_WINDOW, boundary="clamp", flow=None, trajectory_radius=0):
     """A patched clone of ``model`` (the input is never modified) and its :class:`SLRPatch`."""
-    check_range(trajectory_start, "trajectory_start", 0.0, 1.0)
-    check_range(search_window, "search_window", 1, 15, integer=True)
-    if search_window % 2 == 0:
-        raise InputError("search_window", f"must be odd, got {search_window}", "use 1, 3, 5, 7, ...")
+    TRAJECTORY_START.check(trajectory_start, "trajectory_start")
+    check_window(search_window)
     check_choice(boundary, "boundary", BOUNDARIES)
-    check_range(trajectory_radius, "trajectory_radius", 0, 1024, integer=True)
+    RADIUS.check(trajectory_radius, "trajectory_radius")
     if flow is not None:
         check_video_flow(flow)
     if not cross_neighbour and not trajectory:
@@ -185,7 +197,7 @@ def slr_patch(model, cross_neighbour=True, trajectory=True, trajectory_start=DEF
     finest = min(available[b] for b in blocks)
     trajectory_blocks = {b for b in blocks if available[b] == finest}
     sigma_start = float(model.get_model_object("model_sampling").percent_to_sigma(trajectory_start))
-    layer = SLRTemporalAttention(cross_neighbour, trajectory, search_window, boundary, flow_estimator=latent_flow, radius=trajectory_radius)
+    layer = SLRTemporalAttention(cross_neighbour, trajectory, search_window, boundary, flow_estimator=estimate_latent_flow, radius=trajectory_radius)
     if flow is not None:
         layer.set_flow(flow.forward, flow.backward)
     patch = SLRPatch(layer, trajectory_blocks, sigma_start)
@@ -195,6 +207,7 @@ def slr_patch(model, cross_neighbour=True, trajectory=True, trajectory_start=DEF
     if trajectory:
         patched.set_model_sampler_post_cfg_function(patch.post_cfg)
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, "video_enhance_kit_slr", patch.outer_sample)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, "video_enhance_kit_slr", patch.sampler_sample)
     logging.info("video-enhance-kit SLR attention: output blocks %s, trajectory blocks %s, trajectory below sigma %.4g", blocks, sorted(trajectory_blocks), sigma_start)
     return patched, patch
 
@@ -216,11 +229,11 @@ class SLRTemporalAttentionNode(io.ComfyNode):
                 io.Model.Input("model", tooltip="An SD1.x, SD2.x or SDXL-family model (not a video DiT: those already attend across frames)."),
                 io.Boolean.Input("cross_neighbour", default=True, tooltip="Short range: each frame's self-attention uses the keys and values of frames i-1 and i+1 (Eq. 5)."),
                 io.Boolean.Input("trajectory", default=True, tooltip="Long range: each token attends along its motion trajectory through all frames, the trajectory corrected per token by x0 warp error (Eq. 6-7). Applied at the decoder's largest attention resolution."),
-                io.Float.Input("trajectory_start", default=DEFAULT_TRAJECTORY_START, min=0.0, max=1.0, step=0.01, tooltip="Fraction of the model's noise schedule after which trajectory attention starts (0 = from the start, 1 = never). Paper: T_TA = 100 of 1000 steps = 0.9; x0 is too blurry for reliable motion earlier."),
+                io.Float.Input("trajectory_start", default=DEFAULT_TRAJECTORY_START, **TRAJECTORY_START.bounds, step=0.01, tooltip="Fraction of the model's noise schedule after which trajectory attention starts (0 = from the start, 1 = never). Paper: T_TA = 100 of 1000 steps = 0.9; x0 is too blurry for reliable motion earlier."),
                 io.String.Input("output_blocks", default="all", tooltip="Decoder (output) blocks whose self-attention is replaced: 'all' (paper: the whole decoder) or a comma list such as '3,4,5,6,7,8,9,10,11' (SD1.5) / '0,1,2,3,4,5' (SDXL)."),
-                io.Int.Input("search_window", default=DEFAULT_WINDOW, min=1, max=15, step=2, tooltip="Side (odd, in attention tokens) of the square searched around the flow's match for the most similar token (similarity-based trajectory)."),
+                io.Int.Input("search_window", default=DEFAULT_WINDOW, **WINDOW.bounds, step=2, tooltip="Side (odd, in attention tokens) of the square searched around the flow's match for the most similar token (similarity-based trajectory)."),
                 io.Combo.Input("boundary", options=list(BOUNDARIES), default="clamp", tooltip="First/last frame's missing neighbour: clamp = the frame itself (frame 0 attends to frames 0 and 1); reflect = the mirrored frame (frame 0 attends to frame 1 only)."),
-                io.Int.Input("trajectory_radius", default=0, min=0, max=1024, tooltip="Frames on each side a trajectory reaches: 0 = all frames (paper; cost grows with frames squared), e.g. 8 keeps long videos fast (cost linear in frames)."),
+                io.Int.Input("trajectory_radius", default=0, **RADIUS.bounds, tooltip="Frames on each side a trajectory reaches: 0 = all frames (paper; cost grows with frames squared), e.g. 8 keeps long videos fast (cost linear in frames)."),
                 Flow.Input("flow", optional=True, tooltip="Optional flow of the input video (Estimate Optical Flow, same frame count). Without it the flow is estimated from x0 during sampling."),
             ],
             outputs=[io.Model.Output(display_name="model", tooltip="A patched copy of the model; the input model is unchanged.")],

@@ -13,12 +13,15 @@ import torch.nn.functional as F
 from comfy_api.latest import io
 
 from ..samplers.guidance import (
+    GAMMA,
     LOSS_SPACES,
+    SCALE,
     GuidanceSettings,
     TemporalConsistencyGuidance,
-    latent_flow,
 )
-from ..utils.checks import InputError, check_choice, check_range
+from ..samplers.step_clock import StepClock
+from ..utils.checks import InputError, Range, check_choice
+from ..utils.flow import latent_flow
 from ._common import throw_if_interrupted
 from ._types import Flow
 from .optical_flow import check_video_flow
@@ -27,6 +30,7 @@ CATEGORY = "video-enhance-kit/zvrd"
 log = logging.getLogger(__name__)
 WRAPPER_KEY = "video_enhance_kit.temporal_guidance"
 FLOW_METHODS = ("classical",)
+PIXEL_START = Range(0.0, 1.0)
 
 
 def grad_ready(module: torch.nn.Module) -> torch.nn.Module:
@@ -98,7 +102,7 @@ def estimate_backward(method: str):
     from ..utils.flow import estimate_flow
 
     def estimate(frames):
-        flow = estimate_flow(frames.float(), method=method)
+        flow = estimate_flow(frames.float(), method=method, trusted=True)  # x0 of the previous step, inside the loop
         return flow.backward, flow.valid_backward
 
     return estimate
@@ -160,15 +164,18 @@ class TemporalConsistencyGuider:
         return TemporalConsistencyGuidance(settings, to_rgb=to_rgb, embed=embed, flow=flow, estimate_flow=estimate)
 
     def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False, seed=None):
+        """One sampling run: a fresh guidance (flow aligned once), the schedule read once, the step counted by the callback."""
         guide = self.build(tuple(noise.shape)) if self.settings.scale > 0 else None
         runner = copy.copy(self.inner)
         if guide is not None:
             runner.model_options = comfy.model_patcher.create_model_options_clone(self.inner.model_options)
+            clock = StepClock(sigmas)
+            callback = clock.wrap(callback)
 
             def guided_predict(executor, x, timestep, model_options=None, seed=None):
                 x0 = executor(x, timestep, {} if model_options is None else model_options, seed)
                 throw_if_interrupted()
-                return guide(x0, float(timestep.max()))
+                return guide(x0, clock.sigma)
 
             comfy.patcher_extension.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, WRAPPER_KEY,
                                                          guided_predict, runner.model_options, is_model_options=True)
@@ -189,13 +196,13 @@ class TemporalConsistencyGuiderNode(io.ComfyNode):
                         "The model is called once per step, as without guidance, and never differentiated.",
             inputs=[
                 io.Guider.Input("guider", tooltip="The guider to wrap (its model, conditioning and cfg are used as they are)."),
-                io.Float.Input("guidance_scale", default=0.2, min=0.0, max=10.0, step=0.01,
+                io.Float.Input("guidance_scale", default=0.2, **SCALE.bounds, step=0.01,
                                tooltip="s: size of the gradient step on x0, in units of x0's RMS (0 = off, bit-identical to "
                                        "the wrapped guider). Higher = less flicker but softer detail."),
-                io.Float.Input("semantic_weight", default=1.0, min=0.0, max=100.0, step=0.1,
+                io.Float.Input("semantic_weight", default=1.0, **GAMMA.bounds, step=0.1,
                                tooltip="gamma (Eq. 10): weight of the CLIP semantic loss against the pixel loss. Needs "
                                        "clip_vision; the paper gives no value."),
-                io.Float.Input("pixel_start", default=0.7, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("pixel_start", default=0.7, **PIXEL_START.bounds, step=0.01,
                                tooltip="T_TC as a fraction of the schedule: the pixel (flow) loss is used from this point on "
                                        "(0.7 = the last 30%, the paper's t < 300 of 1000). Early x0 predictions are too blurry "
                                        "for flow. 1 = never, 0 = always."),
@@ -218,9 +225,9 @@ class TemporalConsistencyGuiderNode(io.ComfyNode):
     @classmethod
     def execute(cls, guider, guidance_scale, semantic_weight, pixel_start, loss_space, flow=None, clip_vision=None,
                 vae=None) -> io.NodeOutput:
-        check_range(guidance_scale, "guidance_scale", 0.0, 10.0)
-        check_range(semantic_weight, "semantic_weight", 0.0, 100.0)
-        check_range(pixel_start, "pixel_start", 0.0, 1.0)
+        SCALE.check(guidance_scale, "guidance_scale")
+        GAMMA.check(semantic_weight, "semantic_weight")
+        PIXEL_START.check(pixel_start, "pixel_start")
         check_choice(loss_space, "loss_space", LOSS_SPACES)
         if not hasattr(guider, "model_patcher") or not hasattr(guider, "model_options") or not hasattr(guider, "sample"):
             raise InputError("guider", f"a {type(guider).__name__} is not a ComfyUI guider", "connect a CFGGuider, DualCFGGuider or BasicGuider output")

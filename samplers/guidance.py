@@ -34,12 +34,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..utils.checks import InputError, check_choice, check_range
+from ..utils.checks import InputError, Range, check_choice, check_range
 from ..utils.flow import resize_flow, resize_mask
-from ..utils.video import from_frames, to_frames
+from ..utils.video import frame_pairs, from_frames, split_streams, to_frames
 from ..utils.warp import warp
 
 LOSS_SPACES = ("latent", "pixel")
+SCALE = Range(0.0, 10.0)  # guidance_scale s
+GAMMA = Range(0.0, 100.0)  # semantic_weight gamma
 
 
 def pixel_consistency_loss(x0: torch.Tensor, flow_backward: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -52,8 +54,9 @@ def pixel_consistency_loss(x0: torch.Tensor, flow_backward: torch.Tensor, mask: 
     Returns: a scalar. The per-pair L1 is a mean over elements (the paper's sum divided by C*H*W) so the
     value does not grow with resolution.
     """
-    warped = warp(x0[:-1], flow_backward.to(x0.dtype))
-    diff = (x0[1:] - warped).abs()
+    prev, nxt = frame_pairs(x0)
+    warped = warp(prev, flow_backward.to(x0.dtype))
+    diff = (nxt - warped).abs()
     if mask is not None:
         diff = diff * mask.to(x0.dtype)
     return diff.flatten(1).mean(1).sum()
@@ -61,7 +64,8 @@ def pixel_consistency_loss(x0: torch.Tensor, flow_backward: torch.Tensor, mask: 
 
 def semantic_consistency_loss(embeds: torch.Tensor) -> torch.Tensor:
     """Eq. 9: ``sum_i 1 - cos(E_i, E_{i-1})`` for image embeddings ``[F, D]``."""
-    return (1.0 - F.cosine_similarity(embeds[1:], embeds[:-1], dim=-1)).sum()
+    prev, nxt = frame_pairs(embeds)
+    return (1.0 - F.cosine_similarity(nxt, prev, dim=-1)).sum()
 
 
 def temporal_consistency_loss(pixel_loss: torch.Tensor | None, semantic_loss: torch.Tensor | None, gamma: float) -> torch.Tensor:
@@ -75,12 +79,14 @@ def temporal_consistency_loss(pixel_loss: torch.Tensor | None, semantic_loss: to
 
 
 def normalised_step(x0: torch.Tensor, grad: torch.Tensor, scale: float) -> torch.Tensor:
-    """``x0 - scale * rms(x0) * grad / rms(grad)``: a step of ``scale`` in units of x0's own RMS."""
+    """``x0 - scale * rms(x0) * grad / rms(grad)``: a step of ``scale`` in units of x0's own RMS.
+
+    ``x0`` unchanged where the gradient's RMS is 0 or not finite; decided on the device (no host read).
+    """
     g_rms = grad.float().pow(2).mean().sqrt()
-    if not bool(torch.isfinite(g_rms)) or float(g_rms) == 0.0:
-        return x0
     x_rms = x0.float().pow(2).mean().sqrt().clamp_min(1e-6)
-    return x0 - (scale * x_rms / g_rms * grad.float()).to(x0.dtype)
+    stepped = x0 - (scale * x_rms / g_rms * grad.float()).to(x0.dtype)
+    return torch.where(torch.isfinite(g_rms) & (g_rms != 0.0), stepped, x0)
 
 
 @dataclass
@@ -99,8 +105,8 @@ class GuidanceSettings:
     chunk: int = 4
 
     def check(self):
-        check_range(self.scale, "guidance_scale", 0.0, 10.0)
-        check_range(self.gamma, "semantic_weight", 0.0, 100.0)
+        SCALE.check(self.scale, "guidance_scale")
+        GAMMA.check(self.gamma, "semantic_weight")
         if not self.pixel_sigma >= 0:
             raise InputError("pixel_start", f"gives a negative noise level {self.pixel_sigma}", "set pixel_start in [0, 1]")
         check_choice(self.loss_space, "loss_space", LOSS_SPACES)
@@ -117,7 +123,8 @@ class TemporalConsistencyGuidance:
             ``loss_space="pixel"``, for the semantic term and for flow re-estimation.
         embed: differentiable ``RGB [N, 3, H, W] -> [N, D]`` image encoder (CLIP), or None (no semantic term).
         flow: ``(backward [F-1, 2, H, W], mask [F-1, 1, H, W])`` in pixels of any resolution (resized
-            to the loss grid), with F the latent's frame count; or None to re-estimate it every step.
+            to the loss grid and moved to its device once, then reused by every step), with F the latent's
+            frame count; or None to re-estimate it every step. Build one guidance per sampling run.
         estimate_flow: ``frames [F, C, H, W] -> (backward, mask)``, used when ``flow`` is None: the flow
             for step t is estimated on step t+1's x0 (as in the paper), on the latent in latent space and
             on the decoded RGB in pixel space.
@@ -132,6 +139,7 @@ class TemporalConsistencyGuidance:
         self.estimate_flow = estimate_flow
         self._previous: list[torch.Tensor | None] = []
         self._device = torch.device("cpu")
+        self._aligned: dict = {}  # (size, device) -> the fixed flow on the loss grid (per run)
         if settings.loss_space == "pixel" and to_rgb is None:
             raise InputError("vae", "loss_space 'pixel' needs a decoder", "connect a VAE, or set loss_space to 'latent'")
 
@@ -140,12 +148,18 @@ class TemporalConsistencyGuidance:
         return self.settings.scale > 0
 
     def _flow_at(self, video: int, size: tuple[int, int], frames: int):
+        """``(backward, mask)`` on the loss grid ``size`` and device, or None: the fixed flow (cached), else re-estimated."""
         if self.flow is not None:
-            backward, mask = self.flow
-        elif self.estimate_flow is not None and video < len(self._previous) and self._previous[video] is not None:
-            backward, mask = self.estimate_flow(self._previous[video])
-        else:
-            return None
+            key = (tuple(size), self._device)
+            if key not in self._aligned:
+                self._aligned[key] = self._aligned_flow(*self.flow, size, frames)
+            return self._aligned[key]
+        if self.estimate_flow is not None and video < len(self._previous) and self._previous[video] is not None:
+            return self._aligned_flow(*self.estimate_flow(self._previous[video]), size, frames)
+        return None
+
+    def _aligned_flow(self, backward: torch.Tensor, mask: torch.Tensor | None, size: tuple[int, int], frames: int):
+        """A flow resized to ``size`` and moved to the loss's device, as plain tensors autograd can use."""
         backward = backward.detach().clone()  # a plain tensor: ComfyUI's inference-mode tensors cannot enter autograd
         mask = None if mask is None else mask.detach().clone()
         if backward.shape[0] != frames - 1:
@@ -211,7 +225,7 @@ class TemporalConsistencyGuidance:
             return x0
         with torch.inference_mode(False), torch.enable_grad():
             work = frames.detach().clone().float()
-            grads = [self.video_gradient(work[v * per:(v + 1) * per], float(sigma), v) for v in range(videos)]
+            grads = [self.video_gradient(part, float(sigma), v) for v, part in enumerate(split_streams(work, videos))]
         if all(g is None for g in grads):
             return x0
         grad = torch.cat([torch.zeros_like(work[:per]) if g is None else g.detach() for g in grads])
@@ -234,46 +248,3 @@ def chunked_vjp(fn: Callable, x: torch.Tensor, grad_out: torch.Tensor, chunk: in
         (g,) = torch.autograd.grad(out, leaf, grad_out[i:i + chunk].to(out.dtype), allow_unused=True)
         parts.append(torch.zeros_like(leaf) if g is None else g)
     return torch.cat(parts)
-
-
-def subsample_flow(backward: torch.Tensor, mask: torch.Tensor | None, stride: int):
-    """Compose a per-frame backward flow ``[F-1, 2, H, W]`` into flows between frames ``stride`` apart.
-
-    ``f_{a->a-s}(p) = f_{a->a-1}(p) + f_{a-1->a-s}(p + f_{a->a-1}(p))``; masks multiply along the chain.
-    Returns ``[(F-1)/stride, 2, H, W]`` and the mask. Used to align a video's flow with a video latent
-    whose frames are ``stride`` video frames apart (Wan: 4).
-    """
-    pairs = backward.shape[0]
-    if stride < 1 or pairs % stride:
-        raise InputError("flow", f"{pairs + 1} frames do not map onto latent frames {stride} apart",
-                         "estimate the flow from the video that was encoded into this latent")
-    flows, masks = [], []
-    for end in range(stride, pairs + 1, stride):
-        total = backward[end - 1:end].float()
-        m = None if mask is None else mask[end - 1:end].float()
-        for j in range(end - 2, end - stride - 1, -1):
-            if m is not None:
-                m = m * warp(mask[j:j + 1].float(), total, mode="nearest")
-            total = total + warp(backward[j:j + 1].float(), total)
-        flows.append(total)
-        masks.append(m)
-    return torch.cat(flows), (None if mask is None else torch.cat(masks))
-
-
-def latent_flow(flow, frames: int, size: tuple[int, int]):
-    """A video's flow (``VideoFlow``: ``backward [F-1, 2, H, W]``, ``valid_backward``) on a latent's frames and grid.
-
-    ``frames``: the latent's frame count (F for an image model's frames-as-batch latent, T for a video
-    latent whose frames are ``(F - 1) / (T - 1)`` video frames apart, e.g. 4 for Wan). ``size``: the
-    latent's ``(h, w)``. Returns ``(backward [frames-1, 2, h, w], mask [frames-1, 1, h, w])``.
-    """
-    backward, mask = flow.backward.float(), flow.valid_backward.float()
-    pairs = backward.shape[0]
-    if frames < 2:
-        raise InputError("latent", f"has {frames} frame(s); temporal tools need at least 2", "sample a video (a batch of frames)")
-    if pairs != frames - 1:
-        if pairs % (frames - 1):
-            raise InputError("flow", f"is for {pairs + 1} frames, which does not map onto the latent's {frames} frames",
-                             "estimate the flow from the video that was encoded into this latent (same frame count)")
-        backward, mask = subsample_flow(backward, mask, pairs // (frames - 1))
-    return resize_flow(backward, size), resize_mask(mask, size)

@@ -8,9 +8,9 @@ from video_enhance_kit.samplers.guidance import (
     TemporalConsistencyGuidance,
     pixel_consistency_loss,
     semantic_consistency_loss,
-    subsample_flow,
 )
 from video_enhance_kit.utils.checks import InputError
+from video_enhance_kit.utils.flow import subsample_flow
 
 
 def smooth(gen, *shape):
@@ -169,8 +169,7 @@ def test_settings_checked():
 
 
 def test_latent_flow_aligns_frames_and_grid():
-    from video_enhance_kit.samplers.guidance import latent_flow
-    from video_enhance_kit.utils.flow import VideoFlow
+    from video_enhance_kit.utils.flow import VideoFlow, latent_flow
 
     fwd = torch.zeros(8, 2, 64, 64)
     fwd[:, 0] = 2.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -86,6 +87,28 @@ def check_range(value, name: str, low=None, high=None, *, integer: bool = False)
         span = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
         raise InputError(name, f"must be in {span}, got {value!r}", f"set {name} within {span}")
     return value
+
+
+@dataclass(frozen=True)
+class Range:
+    """An input's legal interval, one place for a node's schema (``min``/``max``) and its checks.
+
+    ``io.Float.Input("x", **R.bounds, ...)`` declares it; ``R.check(value, "x")`` enforces it (for calls that
+    bypass ComfyUI's validation: the API, Python, other nodes) with :func:`check_range`'s message.
+    """
+
+    low: float | int | None = None
+    high: float | int | None = None
+    integer: bool = False
+
+    @property
+    def bounds(self) -> dict:
+        """``{"min": low, "max": high}`` without the open ends, for a V3 schema input."""
+        return {k: v for k, v in (("min", self.low), ("max", self.high)) if v is not None}
+
+    def check(self, value, name: str):
+        """:func:`check_range` with these bounds."""
+        return check_range(value, name, self.low, self.high, integer=self.integer)
 
 
 def check_choice(value, name: str, choices: Iterable):

@@ -26,6 +26,7 @@ from kornia.filters import gaussian_blur2d, median_blur, spatial_gradient
 from kornia.geometry.transform import pyrdown
 
 from .checks import InputError, check_choice, check_finite, check_frames, check_nonempty, check_rank
+from .video import both_directions
 from .warp import warp
 
 METHODS = ("auto", "classical", "raft")
@@ -279,21 +280,22 @@ def raft_flow(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, updates:
 # ----------------------------------------------------------------------------- public entry
 
 
-def estimate_flow(frames: torch.Tensor, method: str = "auto", raft_weights: str | None = None, **classical) -> VideoFlow:
+def estimate_flow(frames: torch.Tensor, method: str = "auto", raft_weights: str | None = None, trusted: bool = False, **classical) -> VideoFlow:
     """Flow of ``frames [F, C, H, W]`` (RGB in 0..1 for RAFT; any channels for classical) in both directions.
 
     method: ``"auto"`` (RAFT when ``raft_weights`` is given, else classical), ``"classical"`` or ``"raft"``.
-    Extra keyword arguments go to :func:`classical_flow`. Returns a :class:`VideoFlow` with masks.
+    trusted: skip the value checks (empty, NaN: host reads) for frames the pack made itself inside the
+    sampling loop. Extra keyword arguments go to :func:`classical_flow`. Returns a :class:`VideoFlow` with masks.
     """
     check_rank(frames, "frames", 4, "[F, C, H, W]")
-    check_nonempty(frames, "frames")
-    check_finite(frames, "frames")
+    if not trusted:
+        check_nonempty(frames, "frames")
+        check_finite(frames, "frames")
     check_frames(frames.shape[0], "frames", 2)
     check_choice(method, "method", METHODS)
     if method == "auto":
         method = "raft" if raft_weights else "classical"
-    a = torch.cat([frames[:-1], frames[1:]])
-    b = torch.cat([frames[1:], frames[:-1]])
+    a, b = both_directions(frames)
     if method == "raft":
         if not raft_weights:
             raise InputError("raft_weights", "method 'raft' needs a weights file", "put RAFT weights in models/optical_flow, or use method 'classical'")
@@ -307,6 +309,52 @@ def estimate_flow(frames: torch.Tensor, method: str = "auto", raft_weights: str 
     n = frames.shape[0] - 1
     fwd, bwd = both[:n], both[n:]
     return VideoFlow(fwd, bwd, consistency_mask(fwd, bwd), consistency_mask(bwd, fwd))
+
+
+# ----------------------------------------------------------------------------- alignment with a latent
+
+
+def subsample_flow(backward: torch.Tensor, mask: torch.Tensor | None, stride: int):
+    """Compose a per-frame backward flow ``[F-1, 2, H, W]`` into flows between frames ``stride`` apart.
+
+    ``f_{a->a-s}(p) = f_{a->a-1}(p) + f_{a-1->a-s}(p + f_{a->a-1}(p))``; masks multiply along the chain.
+    Returns ``[(F-1)/stride, 2, H, W]`` and the mask. Used to align a video's flow with a video latent
+    whose frames are ``stride`` video frames apart (Wan: 4).
+    """
+    pairs = backward.shape[0]
+    if stride < 1 or pairs % stride:
+        raise InputError("flow", f"{pairs + 1} frames do not map onto latent frames {stride} apart",
+                         "estimate the flow from the video that was encoded into this latent")
+    flows, masks = [], []
+    for end in range(stride, pairs + 1, stride):
+        total = backward[end - 1:end].float()
+        m = None if mask is None else mask[end - 1:end].float()
+        for j in range(end - 2, end - stride - 1, -1):
+            if m is not None:
+                m = m * warp(mask[j:j + 1].float(), total, mode="nearest")
+            total = total + warp(backward[j:j + 1].float(), total)
+        flows.append(total)
+        masks.append(m)
+    return torch.cat(flows), (None if mask is None else torch.cat(masks))
+
+
+def latent_flow(flow, frames: int, size: tuple[int, int]):
+    """A video's flow (``VideoFlow``: ``backward [F-1, 2, H, W]``, ``valid_backward``) on a latent's frames and grid.
+
+    ``frames``: the latent's frame count (F for an image model's frames-as-batch latent, T for a video
+    latent whose frames are ``(F - 1) / (T - 1)`` video frames apart, e.g. 4 for Wan). ``size``: the
+    latent's ``(h, w)``. Returns ``(backward [frames-1, 2, h, w], mask [frames-1, 1, h, w])``.
+    """
+    backward, mask = flow.backward.float(), flow.valid_backward.float()
+    pairs = backward.shape[0]
+    if frames < 2:
+        raise InputError("latent", f"has {frames} frame(s); temporal tools need at least 2", "sample a video (a batch of frames)")
+    if pairs != frames - 1:
+        if pairs % (frames - 1):
+            raise InputError("flow", f"is for {pairs + 1} frames, which does not map onto the latent's {frames} frames",
+                             "estimate the flow from the video that was encoded into this latent (same frame count)")
+        backward, mask = subsample_flow(backward, mask, pairs // (frames - 1))
+    return resize_flow(backward, size), resize_mask(mask, size)
 
 
 def end_point_error(flow: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

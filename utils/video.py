@@ -99,3 +99,12 @@ def neighbour_index(frames: int, offset: int, boundary: str = "reflect", device=
 def frame_pairs(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Consecutive pairs of ``[F, ...]``: ``(previous [F-1, ...], next [F-1, ...])`` = ``(x[:-1], x[1:])``."""
     return frames[:-1], frames[1:]
+
+
+def both_directions(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame pairs of ``[F, ...]`` in both directions for one flow call: ``a = [x_i || x_{i+1}]``, ``b = [x_{i+1} || x_i]``.
+
+    ``flow(a, b)[:F-1]`` is the forward flow (i -> i+1), ``[F-1:]`` the backward one, each ``[F-1, ...]``.
+    """
+    prev, nxt = frame_pairs(frames)
+    return torch.cat([prev, nxt]), torch.cat([nxt, prev])

@@ -169,3 +169,20 @@ def test_each_sampling_run_starts_fresh(host, sd15):
     more = dict(sd15, latent={"samples": torch.randn(FRAMES + 2, 4, 8, 8, generator=torch.Generator().manual_seed(5))})
     assert ksample(host, more, patched, steps=2).shape[0] == FRAMES + 2  # no stale 3-frame x0 / flow
     assert torch.equal(ksample(host, sd15, patched, steps=2), first)  # deterministic: nothing carried over
+
+
+def test_slr_attention_goes_through_comfyui_optimized_attention(host, sd15, monkeypatch):
+    """Both SLR parts call ComfyUI's optimized_attention (looked up at call time), so the user's backend applies."""
+    import comfy.ldm.modules.attention as attention
+
+    original = attention.optimized_attention
+    calls = []
+
+    def recording(q, k, v, heads, mask=None, attn_precision=None, **kwargs):
+        calls.append((q.shape[1], k.shape[1], mask is not None))
+        return original(q, k, v, heads, mask=mask, attn_precision=attn_precision, **kwargs)
+
+    monkeypatch.setattr(attention, "optimized_attention", recording)
+    ksample(host, sd15, patch(host, sd15["model"], trajectory_start=0.0), steps=2)
+    assert any(m == 2 * n and not masked for n, m, masked in calls)  # cross-neighbour: keys of two neighbour frames
+    assert any(n == 1 and m == FRAMES - 1 and masked for n, m, masked in calls)  # trajectory: one query per token
