@@ -52,6 +52,7 @@ import importlib.util
 import json
 import platform
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
@@ -97,10 +98,9 @@ def ensure_package() -> None:
     """Make ``video_enhance_kit`` importable from this working tree when the pack is not pip-installed."""
     if importlib.util.find_spec("video_enhance_kit") is not None:
         return
-    spec = importlib.util.spec_from_file_location("video_enhance_kit", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["video_enhance_kit"] = module
-    spec.loader.exec_module(module)
+    link_dir = Path(tempfile.mkdtemp(prefix="vek-package-"))  # a folder holding video_enhance_kit -> this tree, on sys.path
+    (link_dir / "video_enhance_kit").symlink_to(ROOT, target_is_directory=True)
+    sys.path.insert(0, str(link_dir))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
