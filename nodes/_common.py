@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import comfy.ldm.modules.attention
 import comfy.model_management
 import comfy.utils
 import latent_preview
@@ -11,9 +12,9 @@ import torch
 
 from ..utils.checks import (
     InputError,
+    Range,
     check_finite,
     check_nonempty,
-    check_range,
     check_rank,
 )
 
@@ -56,17 +57,46 @@ def throw_if_interrupted() -> None:
     comfy.model_management.throw_exception_if_processing_interrupted()
 
 
+def as_range(spec: Range | tuple) -> Range:
+    """A table entry as a :class:`Range`: ``(low, high)`` is an integer input when both bounds are ints."""
+    if isinstance(spec, Range):
+        return spec
+    low, high = spec
+    return Range(low, high, integer=isinstance(low, int) and isinstance(high, int))
+
+
 def bounds(ranges: Ranges, name: str) -> dict:
     """The ``min`` / ``max`` keywords of a V3 Int / Float input, from the node's ranges."""
-    low, high = ranges[name]
-    return {"min": low, "max": high}
+    return as_range(ranges[name]).bounds
 
 
 def check_ranges(ranges: Ranges, **values) -> None:
-    """Check each ``name=value`` against ``ranges[name]`` (an integer input when both bounds are ints)."""
+    """Check each ``name=value`` against ``ranges[name]`` (:meth:`Range.check`)."""
     for name, value in values.items():
-        low, high = ranges[name]
-        check_range(value, name, low, high, integer=isinstance(low, int) and isinstance(high, int))
+        as_range(ranges[name]).check(value, name)
+
+
+def attention_backend():
+    """ComfyUI's ``optimized_attention``, the backend the user chose (sage, flash, xformers, pytorch, sub-quadratic).
+
+    Looked up at every call: ComfyUI binds the name at start-up from its command line.
+    """
+    return comfy.ldm.modules.attention.optimized_attention
+
+
+def comfy_attention(attn_precision=None, transformer_options: dict | None = None):
+    """The attention function the node layer hands the core: ``attend(q, k, v, heads, mask=None, skip_reshape=False)``
+    through :func:`attention_backend` with the layer's ``attn_precision`` (and transformer options, for ComfyUI's
+    attention overrides). q, k, v ``[B, tokens, heads * dim]``, or ``[B, heads, tokens, dim]`` with ``skip_reshape``.
+    """
+
+    def attend(q, k, v, heads, **kwargs):
+        kwargs.setdefault("attn_precision", attn_precision)
+        if transformer_options is not None:
+            kwargs.setdefault("transformer_options", transformer_options)
+        return attention_backend()(q, k, v, heads, **kwargs)
+
+    return attend
 
 
 class Progress:

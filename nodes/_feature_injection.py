@@ -8,10 +8,9 @@ as the sigma tensor ComfyUI puts in ``transformer_options`` (on the device): no 
 
 from __future__ import annotations
 
-import comfy.ldm.modules.attention as comfy_attention
-
 from ..attention.feature_injection import FeatureInjection
 from ..utils.checks import InputError
+from ._common import comfy_attention
 
 
 def unet_attention_layers(diffusion_model):
@@ -52,7 +51,7 @@ def patch_feature_injection(model, injection: FeatureInjection):
 
             def replace(q, k, v, extra_options, key=key, depth=depth):
                 q, k, v = injection.qkv(q, k, v, key, depth, extra_options["sigmas"])
-                return comfy_attention.optimized_attention(q, k, v, extra_options["n_heads"])  # read per call: ComfyUI may rebind it
+                return comfy_attention()(q, k, v, extra_options["n_heads"])
 
             m.set_model_attn1_replace(replace, *key)
         return m

@@ -10,12 +10,11 @@ from __future__ import annotations
 import math
 import os
 
+import comfy.utils
+import folder_paths
 import torch
 from comfy_api.latest import io
 from kornia.color import hsv_to_rgb
-
-import comfy.utils
-import folder_paths
 
 from ..utils.checks import InputError, Range, check_choice
 from ..utils.flow import METHODS, VideoFlow, estimate_flow

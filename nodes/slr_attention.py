@@ -20,14 +20,11 @@ no device value; the layer's per-run caches are dropped at the start and end of 
 
 from __future__ import annotations
 
-import functools
 import logging
 
+import comfy.patcher_extension
 import torch
 from comfy_api.latest import io
-
-import comfy.ldm.modules.attention
-import comfy.patcher_extension
 
 from ..attention.cross_frame import BOUNDARIES
 from ..attention.trajectory import RADIUS, WINDOW, SLRTemporalAttention, check_window
@@ -35,6 +32,7 @@ from ..samplers.step_clock import StepClock
 from ..utils.checks import InputError, Range, check_choice
 from ..utils.flow import classical_flow
 from ..utils.video import both_directions
+from ._common import comfy_attention
 from ._registry import CATEGORY
 from ._types import Flow
 from .optical_flow import check_video_flow
@@ -101,11 +99,6 @@ def stream_ids(cond_or_uncond) -> list[tuple[int, int]]:
     return ids
 
 
-def comfy_attention(extra_options: dict):
-    """ComfyUI's ``optimized_attention`` (looked up now: ComfyUI binds it at start-up) with the layer's ``attn_precision``."""
-    return functools.partial(comfy.ldm.modules.attention.optimized_attention, attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options)
-
-
 class SLRPatch:
     """The patch state shared by the attn1 replacements and the post-CFG hook of one patched clone."""
 
@@ -160,7 +153,7 @@ class SLRPatch:
         active = block[1] in self.trajectory_blocks and self.sigma() <= self.sigma_start
         layer_key = (block[0], block[1], extra_options.get("block_index", 0))
         return self.layer(q, k, v, extra_options["n_heads"], streams, size, layer=layer_key, stream_ids=stream_ids(cond_or_uncond),
-                          trajectory_active=active, attention=comfy_attention(extra_options))
+                          trajectory_active=active, attention=comfy_attention(extra_options.get("attn_precision"), extra_options))
 
     def post_cfg(self, args):
         """Record x0_hat (the guided prediction of this step) for the next step; returns it unchanged."""

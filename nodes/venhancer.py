@@ -12,7 +12,6 @@ import functools
 import os
 from fractions import Fraction
 
-import comfy.ldm.modules.attention as comfy_attention_module
 import comfy.model_management as mm
 import comfy.model_patcher
 import folder_paths
@@ -24,7 +23,14 @@ from ..models.venhancer import latent_size_ok
 from ..models.venhancer_loading import CheckpointError, load_venhancer
 from ..samplers import venhancer as S
 from ..utils.checks import InputError, check_choice
-from ._common import Progress, bounds, check_ranges, image_frames, throw_if_interrupted
+from ._common import (
+    Progress,
+    bounds,
+    check_ranges,
+    comfy_attention,
+    image_frames,
+    throw_if_interrupted,
+)
 
 CATEGORY = "video-enhance-kit/venhancer"
 FOLDER = "venhancer"
@@ -236,18 +242,15 @@ def encoded_frames(vae, images: torch.Tensor, cfg, up_scale: float, resolution_r
     return latents, (th, tw), pads
 
 
-def comfy_attention(attn_precision=None):
-    """ComfyUI's optimized attention (the user's backend: sage, flash, xformers, pytorch, sub-quadratic, ...) as the
-    network's attention function: q, k, v ``[N, heads, L, d]`` -> ``[N, L, heads * d]``.
+def network_attention(attn_precision=None):
+    """The network's attention function through ComfyUI's backend (:func:`comfy_attention`): q, k, v
+    ``[N, heads, L, d]`` -> ``[N, L, heads * d]``; ComfyUI applies a forced upcast (``--force-upcast-attention``) on top."""
+    attend = comfy_attention(attn_precision)
 
-    The attribute is read at every call (ComfyUI binds it at start-up from its command line); ``attn_precision``
-    is handed on, and ComfyUI applies a forced upcast (``--force-upcast-attention``) on top of it.
-    """
+    def attention(q, k, v):
+        return attend(q, k, v, q.shape[1], skip_reshape=True)
 
-    def attend(q, k, v):
-        return comfy_attention_module.optimized_attention(q, k, v, q.shape[1], attn_precision=attn_precision, skip_reshape=True)
-
-    return attend
+    return attention
 
 
 def sample(patcher, latents: torch.Tensor, key_frames: int, interp: int, context, uncontext, seed: int, settings: dict) -> torch.Tensor:
@@ -263,7 +266,7 @@ def sample(patcher, latents: torch.Tensor, key_frames: int, interp: int, context
     from comfy.k_diffusion.sampling import BrownianTreeNoiseSampler
 
     noise_sampler = BrownianTreeNoiseSampler(lat, sigmas[sigmas > 0].min(), sigmas.max(), seed=seed, cpu=True)
-    model = functools.partial(net, attention=comfy_attention(getattr(net, "attn_precision", None)))
+    model = functools.partial(net, attention=network_attention(getattr(net, "attn_precision", None)))
     with torch.no_grad():
         z = S.venhancer_sample(model, inputs, generator=torch.Generator().manual_seed(seed), noise_sampler=noise_sampler, on_model_call=progress.call, **settings)
     z = (z[0].movedim(0, 1).float() / S.LATENT_SCALE).to(mm.intermediate_device())

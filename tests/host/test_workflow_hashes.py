@@ -7,6 +7,13 @@ video, and the text outputs. The recorded digests belong to one platform (torch 
 family): elsewhere float kernels differ in their last bits, so the test skips and says why.
 Re-record (only when a change of output is intended, and say so in the commit):
 ``VEK_RECORD_WORKFLOW_HASHES=1 COMFYUI_PATH=... python -m pytest tests/host/test_workflow_hashes.py``.
+
+One change of output was intended by the refactor (issue 10, item 5): SLR attention and the VEnhancer network now
+run their attention through ComfyUI's ``optimized_attention``, the backend the user chose (on a ``--cpu`` start
+ComfyUI picks its sub-quadratic kernel; before, these layers called torch SDPA, and trajectory attention its own
+softmax). The workflows that use those layers (:data:`BACKEND_ROUTED`) therefore have new digests, and a second
+test proves nothing else changed: with the pack's layers handed the core's default attention again, they give
+the digests recorded before the refactor (``before_issue_10``), bit for bit.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
 RECORD = Path(__file__).with_name("workflow_hashes.json")
 MAX_STEPS = 3
+BACKEND_ROUTED = ("venhancer_upscale", "zvrd_attention_sd15", "zvrd_guidance_sd15")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi"}
 
@@ -76,20 +84,40 @@ def recorded() -> dict:
     return json.loads(RECORD.read_text()) if RECORD.is_file() else {}
 
 
+def recording() -> bool:
+    return os.environ.get("VEK_RECORD_WORKFLOW_HASHES") == "1"
+
+
+def check_platform(record: dict) -> None:
+    if record.get("platform") != platform_key():
+        pytest.skip(f"digests recorded on {record.get('platform')!r}, this is {platform_key()!r}")
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 def test_example_workflow_outputs_are_unchanged(path, run_workflow):
     record = recorded()
-    if os.environ.get("VEK_RECORD_WORKFLOW_HASHES") != "1":
-        if record.get("platform") != platform_key():
-            pytest.skip(f"digests recorded on {record.get('platform')!r}, this is {platform_key()!r}")
+    if not recording():
+        check_platform(record)
         assert path.stem in record["workflows"], f"no digest recorded for {path.name}: re-record (see module doc)"
     result = run_workflow(path, tiny=True, max_steps=MAX_STEPS, fresh=True)
     digest = run_digest(result)
     assert digest["files"], f"{path.name} wrote no file"
-    if os.environ.get("VEK_RECORD_WORKFLOW_HASHES") == "1":
+    if recording():
         record = recorded() or {"platform": platform_key(), "workflows": {}}
         record["platform"] = platform_key()
         record["workflows"][path.stem] = digest
         RECORD.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         return
     assert digest == record["workflows"][path.stem], f"{path.name}: decoded outputs differ from the recorded ones"
+
+
+@pytest.mark.parametrize("name", BACKEND_ROUTED)
+def test_with_the_core_default_attention_outputs_equal_the_pre_refactor_ones(name, run_workflow, pack, monkeypatch):
+    record = recorded()
+    check_platform(record)
+    if recording():
+        pytest.skip("recording")
+    monkeypatch.setattr(pack("nodes.slr_attention"), "comfy_attention", lambda *args, **kwargs: None)
+    monkeypatch.setattr(pack("nodes.venhancer"), "network_attention", lambda *args, **kwargs: None)
+    result = run_workflow(ROOT / "example_workflows" / f"{name}.json", tiny=True, max_steps=MAX_STEPS, fresh=True)
+    assert run_digest(result) == record["before_issue_10"][name], f"{name}: the refactor changed more than the attention backend"
