@@ -37,16 +37,20 @@ class TinyAttentionNet(torch.nn.Module):
         self.double()
         self.injection = None
 
-    def forward(self, x, sigma):
-        f, c, h, w = x.shape
+    def embed(self, x, sigma):
+        """``(s, hidden tokens, the noise level handed to the injection)``."""
         s = float(sigma)
         tokens = (x / (s * s + 1) ** 0.5).flatten(2).transpose(1, 2)
-        hid = self.inp(torch.cat([tokens, torch.full_like(tokens[..., :1], s)], -1))
+        return s, self.inp(torch.cat([tokens, torch.full_like(tokens[..., :1], s)], -1)), s
+
+    def forward(self, x, sigma):
+        f, c, h, w = x.shape
+        s, hid, level = self.embed(x, sigma)
         n = len(self.qkv)
         for i in range(n):
             q, k, v = self.qkv[i](F.layer_norm(hid, hid.shape[-1:])).chunk(3, -1)
             if self.injection is not None:
-                q, k, v = self.injection.qkv(q, k, v, layer=i, depth=i / (n - 1), sigma=s)
+                q, k, v = self.injection.qkv(q, k, v, layer=i, depth=i / (n - 1), sigma=level)
             split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
             att = F.scaled_dot_product_attention(split(q), split(k), split(v)).transpose(1, 2).flatten(2)
             hid = self.residual * hid + self.out[i](att)
@@ -153,23 +157,11 @@ class DeviceSigmaNet(TinyAttentionNet):
 
     tensor_sigma = True
 
-    def forward(self, x, sigma):
-        f, c, h, w = x.shape
+    def embed(self, x, sigma):
         s = sigma.to(x.dtype)
         tokens = (x / (s * s + 1) ** 0.5).flatten(2).transpose(1, 2)
         hid = self.inp(torch.cat([tokens, s.expand_as(tokens[..., :1])], -1))
-        n = len(self.qkv)
-        level = sigma if self.tensor_sigma else float(sigma)
-        for i in range(n):
-            q, k, v = self.qkv[i](F.layer_norm(hid, hid.shape[-1:])).chunk(3, -1)
-            if self.injection is not None:
-                q, k, v = self.injection.qkv(q, k, v, layer=i, depth=i / (n - 1), sigma=level)
-            split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
-            att = F.scaled_dot_product_attention(split(q), split(k), split(v)).transpose(1, 2).flatten(2)
-            hid = self.residual * hid + self.out[i](att)
-            hid = hid + self.residual * self.mlp[i](F.layer_norm(hid, hid.shape[-1:]))
-        eps = self.out_gain * self.head(hid).transpose(1, 2).reshape(f, c, h, w)
-        return x - s * eps
+        return s, hid, sigma if self.tensor_sigma else float(sigma)
 
 
 def sfi_block(tensor_sigma, steps=4, gamma=0.8, depth=(0.0, 1.0), top=2.0):
