@@ -111,13 +111,13 @@ class SLRComparison:
         self.sigmas = sampling.model_sigmas(model, "normal", sizes.slr_steps)
         self.sampler = sampling.sampler("ddim")
         self.trajectory_calls = self.patched_runs = 0
-        links = patch.layer.corrector.links
+        links = patch.layer.corrector.corrected_links
 
         def counted_links(*args, **kwargs):  # a check that the timed step really runs trajectory attention
             self.trajectory_calls += 1
             return links(*args, **kwargs)
 
-        patch.layer.corrector.links = counted_links
+        patch.layer.corrector.corrected_links = counted_links
 
     def row(self, frames: int) -> dict:
         """Row ``slr_attention`` at ``frames``: the last step's time patched / unpatched, and each run's peak memory."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 
-import comfy.utils
 import folder_paths
 import torch
 from comfy_api.latest import io
@@ -19,7 +18,7 @@ from kornia.color import hsv_to_rgb
 from ..utils.checks import InputError, Range, check_choice
 from ..utils.flow import METHODS, VideoFlow, estimate_flow
 from ..utils.video import frames_to_image, image_to_frames
-from ._common import image_frames, throw_if_interrupted
+from ._common import Progress, image_frames, throw_if_interrupted
 from ._registry import CATEGORY
 from ._types import Flow
 
@@ -89,7 +88,7 @@ class EstimateOpticalFlow(io.ComfyNode):
         if method == "raft" and path is None:
             raise InputError("raft_weights", "method 'raft' needs a weights file", f"put RAFT weights in ComfyUI/models/{FOLDER} and select them, or use method 'classical'")
         frames = image_to_frames(images).float()
-        pbar = comfy.utils.ProgressBar(1)
+        progress = Progress(1)
         throw_if_interrupted()
         if path is not None:
             import comfy.model_management as mm
@@ -100,7 +99,7 @@ class EstimateOpticalFlow(io.ComfyNode):
             flow = estimate_flow(frames.to(mm.get_torch_device()), "raft", path).to(mm.intermediate_device())
         else:
             flow = estimate_flow(frames, "classical")
-        pbar.update(1)
+        progress.tick()
         return io.NodeOutput(flow)
 
 

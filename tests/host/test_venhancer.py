@@ -160,7 +160,7 @@ def test_attention_goes_through_comfyui_optimized_attention(run_node, parts, pac
         monkeypatch.setattr(comfy_attention, "optimized_attention", recording)
         routed, _, _ = upscale(run_node, parts, images, cfg=1.0)
         monkeypatch.undo()
-        monkeypatch.setattr(pack("nodes.venhancer"), "comfy_attention", lambda attn_precision=None: blocks.default_attention)
+        monkeypatch.setattr(pack("nodes.venhancer"), "network_attention", lambda attn_precision=None: blocks.default_attention)
         layer_calls.clear()
         core, _, _ = upscale(run_node, parts, images, cfg=1.0)
     finally:

@@ -35,9 +35,21 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".gif", ".avi"}
 
 
+THREADS = 2  # the runs use this many CPU threads whatever the machine (reductions split by thread count)
+
+
 def platform_key() -> str:
     """Where float results are reproducible bit for bit: torch version, CPU kernel family, thread count."""
-    return f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}, threads {torch.get_num_threads()}"
+    return f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}, threads {THREADS}"
+
+
+@pytest.fixture(autouse=True)
+def fixed_threads():
+    """Other host test modules set 1 thread at import; the digests were recorded with :data:`THREADS`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(before)
 
 
 def decoded_digest(path: Path) -> str:
