@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..utils.checks import InputError
 from ..utils.segments import FrameRule, plan_segments
 from .batch_jobs import (
     InputNode,
@@ -81,7 +82,10 @@ class BatchRun:
 
     def _segment_jobs(self, job_id: str, path: Path, name: str) -> list[Job]:
         info = probe(path)
-        plan = plan_segments(info.frames, self.args.segment_frames, self.args.overlap, self.rule)
+        try:
+            plan = plan_segments(info.frames, self.args.segment_frames, self.args.overlap, self.rule)
+        except InputError as e:
+            raise UsageError(f"--segment-frames / --overlap: {e}") from None
         if len(plan) == 1:
             return [Job(job_id, path, name, source=path)]
         clips = split_segments(path, plan, self.out / SEGMENTS / job_id)

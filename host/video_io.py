@@ -179,5 +179,42 @@ def stitch_results(results: list[bytes], plan: list, target: Path, audio_from: P
     return clip.shape[0]
 
 
+def _with_tone(path: Path, seconds: float) -> None:
+    """Add ``seconds`` of a mono AAC tone beside ``path``'s video (packets copied)."""
+    import av
+    import numpy as np
+
+    tmp = path.with_name(f".{path.name}.tone{path.suffix}")
+    with av.open(str(path)) as src, av.open(str(tmp), "w") as out:
+        video = out.add_stream_from_template(src.streams.video[0])
+        audio = out.add_stream("aac", rate=8000, layout="mono")
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = video
+                out.mux(packet)
+        tone = (0.1 * np.sin(np.arange(int(8000 * seconds)) / 5)).astype(np.float32)[None]
+        frame = av.AudioFrame.from_ndarray(tone, format="flt", layout="mono")
+        frame.sample_rate = 8000
+        out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+    tmp.replace(path)
+
+
+def synthetic_clip(path: Path, frames: int = 12, size: tuple[int, int] = (16, 24), seed: int = 0, audio: bool = False,
+                   fps: Fraction = Fraction(12)):
+    """A random clip at ``path`` (lossless for .mkv), optionally with a tone; returns its frames (uint8 numpy).
+
+    For tests and benchmarks of the batch runner.
+    """
+    import numpy as np
+    import torch
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (frames, *size, 3), dtype=np.uint8)
+    write_video(Path(path), torch.from_numpy(pixels), fps)
+    if audio:
+        _with_tone(Path(path), frames / fps)
+    return pixels
+
+
 __all__ = ["SEGMENT_SUFFIX", "VIDEO_SUFFIXES", "VideoInfo", "check_video", "decode", "probe", "split_segments", "stitch_results",
-           "write_video"]
+           "synthetic_clip", "write_video"]

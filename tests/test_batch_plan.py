@@ -8,42 +8,34 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from video_enhance_kit.host.batch import check_address
-from video_enhance_kit.host.batch_jobs import expand_inputs, find_input_node, frame_rule, output_names
+from video_enhance_kit.host.batch_jobs import (
+    expand_inputs,
+    find_input_node,
+    frame_rule,
+    output_names,
+)
 from video_enhance_kit.host.errors import HostError, UsageError
-from video_enhance_kit.host.manifest import Manifest, completed, file_entry, settings_key
+from video_enhance_kit.host.manifest import (
+    Manifest,
+    completed,
+    file_entry,
+    settings_key,
+)
 from video_enhance_kit.host.results import NodeError
-from video_enhance_kit.host.video_io import check_video, decode, probe, split_segments, stitch_results, write_video
+from video_enhance_kit.host.video_io import (
+    check_video,
+    decode,
+    probe,
+    split_segments,
+    stitch_results,
+)
+from video_enhance_kit.host.video_io import synthetic_clip as make_clip
 from video_enhance_kit.utils.segments import FrameRule, Segment, plan_segments, stitch
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def make_clip(path: Path, frames: int = 12, size: tuple[int, int] = (16, 24), seed: int = 0, audio: bool = False,
-              fps: Fraction = Fraction(12)) -> np.ndarray:
-    """A random clip written losslessly (FFV1 .mkv), optionally with a second of AAC audio; returns its frames."""
-    import av
-
-    pixels = np.random.default_rng(seed).integers(0, 256, (frames, *size, 3), dtype=np.uint8)
-    write_video(path, torch.from_numpy(pixels), fps)
-    if audio:
-        with av.open(str(path)) as src, av.open(str(path.with_suffix(".a.mkv")), "w") as out:
-            v = out.add_stream_from_template(src.streams.video[0])
-            a = out.add_stream("aac", rate=8000, layout="mono")
-            for packet in src.demux(src.streams.video[0]):
-                if packet.dts is not None:
-                    packet.stream = v
-                    out.mux(packet)
-            tone = (0.1 * np.sin(np.arange(8000) / 5)).astype(np.float32)[None]
-            frame = av.AudioFrame.from_ndarray(tone, format="flt", layout="mono")
-            frame.sample_rate = 8000
-            out.mux(a.encode(frame))
-            out.mux(a.encode(None))
-        path.with_suffix(".a.mkv").replace(path)
-    return pixels
 
 
 # -- manifest and resume ---------------------------------------------------------------------
