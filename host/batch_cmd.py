@@ -211,8 +211,12 @@ def _todo(args, run: BatchRun, inputs: list[Path], err) -> list[Path]:
     return [p for p in inputs if str(p) not in done]
 
 
-def cmd_batch(args, workflow: dict, out=sys.stdout, err=sys.stderr, factory=None) -> int:
-    """Run the batch; 0 when every job is done, 1 when one failed, 130 when interrupted."""
+def cmd_batch(args, workflow: dict, out=sys.stdout, err=sys.stderr, factory=None, stats: dict | None = None) -> int:
+    """Run the batch; 0 when every job is done, 1 when one failed, 130 when interrupted.
+
+    ``factory`` builds each worker's runner (default :class:`ComfyRunnerFactory`); ``stats`` (a dict) receives
+    ``seconds`` (from the pool's start), ``startup_s`` (per worker), ``done`` and ``failed``.
+    """
     from .batch import (
         BatchBar,
         Pool,
@@ -255,7 +259,11 @@ def cmd_batch(args, workflow: dict, out=sys.stdout, err=sys.stderr, factory=None
         if owned:
             ray.shutdown()
         run.cleanup()
-    return _summary(run, pool, len(todo), time.perf_counter() - t0, interrupted, out)
+    seconds = time.perf_counter() - t0
+    if stats is not None:
+        stats.update(seconds=seconds, startup_s=[i["startup_s"] for i in pool.info.values()] if pool else [],
+                     done=len(run.done), failed=len(run.failed))
+    return _summary(run, pool, len(todo), seconds, interrupted, out)
 
 
 def _prepared(ray, pool, workflow: dict, overrides: list[str]) -> dict:
