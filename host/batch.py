@@ -207,7 +207,7 @@ def run_jobs(pool: Pool, jobs: list[Job], submit: Callable, accept: Callable[[Jo
             else:
                 accept(job, Outcome(job.id, worker, 0.0, error={"node_id": None, "node_type": None, "type": "WorkerDied",
                                                                 "message": f"the worker died {job.attempts} times: {job.info['died']}"}))
-        if bar is not None and pool.board is not None:
+        if bar is not None and bar.tty and not bar.quiet and pool.board is not None:
             bar.draw({w: t for w, t in _snapshot(ray, pool.board).items() if w in pool.actors})
 
 
