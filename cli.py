@@ -134,14 +134,39 @@ def _add_doctor_parser(sub) -> None:
     doctor.add_argument("-v", "--verbose", action="store_true", help="show ComfyUI's log")
 
 
+def _add_batch_parser(sub) -> None:
+    batch = sub.add_parser("batch", help="run a workflow on many videos (or a long one in segments) on a Ray pool",
+                           description="Run a workflow once per input video on a pool of Ray actors, each holding one "
+                                       "in-process ComfyUI (needs pip install \"video-enhance-kit[ray]\").")
+    batch.add_argument("workflow", type=Path, help="workflow JSON file (UI or API format) with one video-loading node")
+    batch.add_argument("--inputs", nargs="+", type=Path, required=True, metavar="PATH", help="input videos or folders of videos")
+    batch.add_argument("--ray", nargs="?", default=None, const=None, metavar="ADDRESS", help="join the Ray cluster at ADDRESS (e.g. 10.0.0.5:6379, or auto); without an address a local instance starts")
+    batch.add_argument("--workers", type=int, default=None, metavar="N", help="number of workers (default: one per GPU, else 1 on CPU)")
+    batch.add_argument("--input-node", default=None, metavar="ID.INPUT", help="the input that takes the video (default: the workflow's LoadVideo / VHS_LoadVideo* node)")
+    batch.add_argument("--out", type=Path, default=Path("out"), help="outputs go to OUT/INPUT_NAME/, the manifest to OUT/manifest.jsonl (default: ./out)")
+    batch.add_argument("--shared-out", action="store_true", help="workers write outputs into --out themselves (a folder every machine of the cluster sees at the same path)")
+    batch.add_argument("--resume", action="store_true", help="skip inputs the manifest shows done with the same workflow and settings")
+    batch.add_argument("--retries", type=int, default=1, metavar="N", help="times a job is sent again when its worker dies (default 1)")
+    batch.add_argument("--segment-frames", type=int, default=None, metavar="N", help="split each input into segments of N frames (4k+1 for Wan workflows), stitched back with a cross-fade")
+    batch.add_argument("--overlap", type=int, default=8, metavar="K", help="frames neighbouring segments share (default 8), cross-faded linearly")
+    batch.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE_ID.INPUT=VALUE", help="override an input (repeatable), as for run")
+    batch.add_argument("--comfyui", metavar="PATH", help="ComfyUI folder on the workers (default: COMFYUI_PATH, or the custom_nodes this pack sits in)")
+    batch.add_argument("--tiny", action="store_true", help="substitute tiny random-weight models (a smoke test without downloads)")
+    batch.add_argument("--max-steps", type=int, default=None, metavar="N", help="cap every sampler's steps at N")
+    batch.add_argument("--connect-timeout", type=float, default=10.0, metavar="S", help="give up on a cluster address that does not answer within S seconds (default 10)")
+    batch.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    batch.add_argument("-v", "--verbose", action="store_true", help="show Ray's and ComfyUI's logs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m video_enhance_kit",
         description="Run ComfyUI workflows headless and check a video-enhance-kit installation.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,doctor}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,doctor,batch}")
     _add_run_parser(sub)
     _add_doctor_parser(sub)
+    _add_batch_parser(sub)
     return parser
 
 
@@ -287,6 +312,10 @@ def main(argv: list[str] | None = None, out=None, err=None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "batch":
+            from .host.batch_cmd import cmd_batch
+
+            return cmd_batch(args, load_workflow(args.workflow), out, err)
         return cmd_run(args, out, err) if args.command == "run" else cmd_doctor(args, out, err)
     except RunnerError as e:
         err.write(f"error: {e}\n")
