@@ -240,3 +240,8 @@ def test_every_phase_is_named_and_reports_progress(run_node, parts, monkeypatch)
     finished = {phase for phase, value, total in bars if value == total}
     assert finished == {1, 2, 3, 4}  # each phase's bar reaches its end (2: 3 encode batches, 4: 3 decode batches)
     assert [(v, t) for p, v, t in bars if p == 2] == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_largest_seed_runs(run_node, parts):
+    out, _, _ = upscale(run_node, parts, clip(frames=2, h=16, w=16), cfg=1.0, seed=0xFFFFFFFFFFFFFFFF)
+    assert out.shape == (3, 16, 16, 3) and torch.isfinite(out).all()
