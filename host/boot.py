@@ -43,6 +43,18 @@ def define_torchvision_ops() -> None:
     define_torchvision_ops.lib = lib  # keep the library alive
 
 
+def startup_failure(comfyui: Path, exc: BaseException) -> str:
+    """The message for a ComfyUI that cannot start in this Python: the missing module (or the error) and the fix."""
+    python, requirements = sys.executable, Path(comfyui) / "requirements.txt"
+    install = f"install ComfyUI's requirements there: {python} -m pip install -r {requirements}"
+    if isinstance(exc, ImportError):
+        missing = exc.name or str(exc)
+        return (f"this Python ({python}) lacks module {missing!r}, one of ComfyUI's requirements ({exc}). "
+                f"Fix: run with ComfyUI's own Python (the one that starts its main.py), or {install}")
+    return (f"ComfyUI fails to start in this Python ({python}): {type(exc).__name__}: {exc}. Fix: run with ComfyUI's own "
+            f"Python, or {install} (run with -v for ComfyUI's log)")
+
+
 def comfy_argv(device: str, extra: list[str] | None) -> list[str]:
     """ComfyUI flags for ``device`` ("auto", "cpu" or "gpu"; see :meth:`ComfyHost.start`)."""
     if device not in ("auto", "cpu", "gpu"):

@@ -128,7 +128,13 @@ class ComfyHost:
         if workdir is None and not os.environ.get("VEK_KEEP_WORKDIR"):
             atexit.register(host._remove_workdir)  # set VEK_KEEP_WORKDIR=1 to keep it for debugging
         t0 = time.perf_counter()
-        host._boot(boot.comfy_argv(device, comfy_args))
+        try:
+            host._boot(boot.comfy_argv(device, comfy_args))
+        except HostError:
+            raise
+        except Exception as exc:  # noqa: BLE001  ComfyUI cannot start in this Python: one message, exit 3
+            cls._instance = None
+            raise HostError(boot.startup_failure(root, exc)) from exc
         host.startup_s = time.perf_counter() - t0
         return host
 

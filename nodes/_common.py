@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import comfy.ldm.modules.attention
@@ -17,6 +18,8 @@ from ..utils.checks import (
     check_nonempty,
     check_rank,
 )
+
+log = logging.getLogger("video_enhance_kit")
 
 #: ``{input name: (low, high)}``: a node's numeric input ranges, read by its V3 schema (:func:`bounds`) and by
 #: its own checks (:func:`check_ranges`; nodes are also called directly, without ComfyUI's validation).
@@ -55,6 +58,22 @@ def image_frames(image: torch.Tensor, name: str = "images", min_frames: int = 1)
 def throw_if_interrupted() -> None:
     """Raise ComfyUI's interruption exception if the user pressed Cancel."""
     comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+def show_text(text: str) -> None:
+    """Show ``text`` on the running node in ComfyUI's graph (``PromptServer.send_progress_text``, under the
+    progress bar) and log it; only logged where no PromptServer runs (headless in-process runs)."""
+    log.info("video-enhance-kit: %s", text)
+    from comfy_execution.utils import get_executing_context
+
+    context = get_executing_context()
+    try:
+        from server import PromptServer
+    except ImportError:  # pragma: no cover - ComfyUI without its server module
+        return
+    server = getattr(PromptServer, "instance", None)
+    if context is not None and server is not None and hasattr(server, "send_progress_text"):
+        server.send_progress_text(text, context.node_id)
 
 
 def as_range(spec: Range | tuple) -> Range:

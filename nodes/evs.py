@@ -37,6 +37,13 @@ from ._common import (
     throw_if_interrupted,
     with_samples,
 )
+from ._compat import (
+    check_conditioning,
+    check_latent,
+    check_model,
+    check_vae,
+    sampler_seed,
+)
 from ._feature_injection import patch_feature_injection
 from ._registry import CATEGORY
 from ._sampling import model_rule, wrap_ksampler
@@ -68,8 +75,7 @@ def latent_format(model):
 
 def check_image_model(model, name: str):
     """Fail unless ``model`` is a ComfyUI MODEL with a 2-D (image) latent."""
-    if not hasattr(model, "get_model_object"):
-        raise InputError(name, f"expected a MODEL, got {type(model).__name__}", "connect a checkpoint or UNet loader")
+    check_model(model, name)
     if latent_format(model).latent_dimensions != 2:
         raise InputError(name, "is a video model (5-D latent); the T2I stage needs an image model", "connect an image model (SD1.5, SDXL, Flux) here and the video model to t2v_model")
 
@@ -136,7 +142,7 @@ class ComfyStage:
         if start is not None:
             sampler = start_from(sampler, start)
             noise = torch.zeros_like(latent)
-        out = self.guider.sample(noise, latent, sampler, sigmas, callback=callback, disable_pbar=True, seed=self.seed)
+        out = self.guider.sample(noise, latent, sampler, sigmas, callback=callback, disable_pbar=True, seed=sampler_seed(self.seed))
         x0 = self.to_latent(last["x0"]) if "x0" in last else None
         return out, x0
 
@@ -161,7 +167,7 @@ class ComfyStage:
         guider = comfy.samplers.CFGGuider(self.model)
         guider.set_conds(self.positive, self.negative)
         guider.set_cfg(1.0)  # inversion without guidance: CFG makes DDIM inversion drift (null-text inversion, Mokady et al.)
-        guider.sample(torch.zeros_like(latent), latent, comfy.samplers.KSAMPLER(fn), sigmas, disable_pbar=True, seed=self.seed)
+        guider.sample(torch.zeros_like(latent), latent, comfy.samplers.KSAMPLER(fn), sigmas, disable_pbar=True, seed=sampler_seed(self.seed))
         return captured["z"]
 
 
@@ -268,6 +274,8 @@ class EVSSampler(io.ComfyNode):
                 t2v_enabled, sfi, sfi_gamma, sfi_depth_min, sfi_depth_max, latent=None, images=None, t2i_vae=None, t2v_vae=None) -> io.NodeOutput:
         check_evs_inputs(t2i_model, t2v_model, t2i_strength, t2i_steps=t2i_steps, t2v_steps=t2v_steps, t2v_block_steps=t2v_block_steps,
                          t2i_cfg=t2i_cfg, t2v_cfg=t2v_cfg, t2v_at=t2v_at)
+        check_pairings({"t2i": t2i_model, "t2v": t2v_model if t2v_enabled else None}, t2i_vae, t2v_vae, t2i_positive=t2i_positive,
+                       t2i_negative=t2i_negative, t2v_positive=t2v_positive, t2v_negative=t2v_negative)
         base, z = input_latent(t2i_model, latent, images, t2i_vae)
         sig_i = stage_sigmas(t2i_model, t2i_scheduler, t2i_steps, t2i_strength, "t2i_strength")
         n_i = len(sig_i) - 1
@@ -299,19 +307,30 @@ class EVSSampler(io.ComfyNode):
 def check_evs_inputs(t2i_model, t2v_model, t2i_strength, **ranged) -> None:
     """The models, the numeric inputs against :data:`RANGES` and t2v_at <= t2i_strength."""
     check_image_model(t2i_model, "t2i_model")
-    if not hasattr(t2v_model, "get_model_object"):
-        raise InputError("t2v_model", f"expected a MODEL, got {type(t2v_model).__name__}", "connect a video model")
+    check_model(t2v_model, "t2v_model")
     check_ranges(RANGES, **ranged)
     t2v_at = ranged["t2v_at"]
     if t2v_at > t2i_strength + 1e-9:
         raise InputError("t2v_at", f"{t2v_at} is above t2i_strength {t2i_strength}: the T2V block must sit inside the T2I schedule", "set t2v_at <= t2i_strength")
 
 
+def check_pairings(models: dict, t2i_vae, t2v_vae, **prompts) -> None:
+    """Each prompt's token width and each VAE's latents against its side's model (``models["t2v"]`` None: T2V side unused)."""
+    for name, conditioning in prompts.items():
+        side = name[:3]
+        if models[side] is not None:
+            check_conditioning(models[side], conditioning, name, f"{side}_model")
+    check_vae(models["t2i"], t2i_vae, "t2i_vae", "t2i_model")
+    if models["t2v"] is not None:
+        check_vae(models["t2v"], t2v_vae, "t2v_vae", "t2v_model")
+
+
 def input_latent(t2i_model, latent, images, t2i_vae) -> tuple[dict, torch.Tensor]:
     """The input video as a checked T2I latent: ``(LATENT dict whose other fields the output keeps, samples [F, C, H, W])``."""
+    given = None
     if latent is not None:
         base = latent
-        z = latent_samples(latent, "latent", ranks=(4,))
+        z = given = latent_samples(latent, "latent")
     elif images is not None:
         if t2i_vae is None:
             raise InputError("t2i_vae", "is needed to encode images", "connect the image model's VAE, or give a latent")
@@ -320,10 +339,10 @@ def input_latent(t2i_model, latent, images, t2i_vae) -> tuple[dict, torch.Tensor
         base = {"samples": z}
     else:
         raise InputError("latent", "no input video", "connect a latent or images (with t2i_vae)")
-    check_frames(z.shape[0], "latent" if latent is not None else "images")
+    name = "latent" if latent is not None else "images"
     z = comfy.sample.fix_empty_latent_channels(t2i_model, z)
-    if z.shape[1] != latent_format(t2i_model).latent_channels:
-        raise InputError("latent", f"has {z.shape[1]} channels, t2i_model expects {latent_format(t2i_model).latent_channels}", "encode the video with the image model's VAE")
+    check_latent(t2i_model, z, name, "t2i_model", given=given)
+    check_frames(z.shape[0], name)
     return base, z
 
 

@@ -42,6 +42,7 @@ from ._common import (
     throw_if_interrupted,
     with_samples,
 )
+from ._compat import check_conditioning, check_latent, check_model, sampler_seed
 from ._registry import CATEGORY
 from ._sampling import model_rule, wrap_ksampler
 
@@ -246,6 +247,17 @@ def sdedit_sigmas(model, sampler_name: str, scheduler: str, steps: int, denoise:
     return comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler_name, scheduler=scheduler, denoise=denoise, model_options=model.model_options).sigmas.cpu()
 
 
+def refine_inputs(model, positive, negative, latent_image) -> torch.Tensor:
+    """The latent to refine, after checking that the model, its prompts (token width) and the latent (rank, channels) belong together."""
+    check_model(model)
+    check_conditioning(model, positive, "positive")
+    check_conditioning(model, negative, "negative")
+    given = latent_samples(latent_image, "latent_image")
+    samples = comfy.sample.fix_empty_latent_channels(model, given)
+    check_latent(model, samples, "latent_image", given=given)
+    return samples
+
+
 class NCSDEditRefine(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -281,7 +293,7 @@ class NCSDEditRefine(io.ComfyNode):
         check_ranges(RANGES, steps=steps, cfg=cfg, denoise=denoise)
         check_choice(sampler_name, "sampler_name", comfy.samplers.SAMPLER_NAMES)
         check_choice(scheduler, "scheduler", comfy.samplers.SCHEDULER_NAMES)
-        samples = comfy.sample.fix_empty_latent_channels(model, latent_samples(latent_image, "latent_image"))
+        samples = refine_inputs(model, positive, negative, latent_image)
         noise = comfy.sample.prepare_noise(samples, seed, latent_image.get("batch_index"))
         sigmas = sdedit_sigmas(model, sampler_name, scheduler, steps, denoise)
         check_sigmas(sigmas, "denoise")
@@ -299,7 +311,7 @@ class NCSDEditRefine(io.ComfyNode):
 
         calibrator = Calibrator(iterations, cutoff, mask, DIMS[dims], 2, calibrate_with == GUIDANCE[0], on_step=on_calibration)
         sampler = wrap_sampler(comfy.samplers.sampler_object(sampler_name), calibrator)
-        out = guider.sample(noise, samples, sampler, sigmas, denoise_mask=latent_image.get("noise_mask"), callback=on_step, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        out = guider.sample(noise, samples, sampler, sigmas, denoise_mask=latent_image.get("noise_mask"), callback=on_step, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=sampler_seed(seed))
         return io.NodeOutput(with_samples(latent_image, out.to(comfy.model_management.intermediate_device())))
 
 

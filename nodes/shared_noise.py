@@ -19,6 +19,7 @@ from ..samplers.shared_noise import (
 from ..utils.checks import InputError
 from ..utils.flow import latent_flow
 from ..utils.video import frame_count
+from ._compat import sampler_seed
 from ._sampling import check_ksampler, wrap_ksampler
 from ._types import Flow
 from .optical_flow import check_video_flow
@@ -62,7 +63,8 @@ class SharedInitialNoise:
 
     def __init__(self, seed: int, share_weight: float, frame_weights=None, flow=None, lam: float = 0.2,
                  mode: str = "variance_preserving"):
-        self.seed = seed
+        self.noise_seed = seed
+        self.seed = sampler_seed(seed)  # what SamplerCustomAdvanced hands the sampler (see nodes/_compat.sampler_seed)
         self.share_weight = share_weight
         self.frame_weights = frame_weights
         self.flow = flow
@@ -71,7 +73,7 @@ class SharedInitialNoise:
 
     def generate_noise(self, input_latent: dict) -> torch.Tensor:
         latent = input_latent["samples"]
-        noise = comfy.sample.prepare_noise(latent, self.seed, input_latent.get("batch_index"))
+        noise = comfy.sample.prepare_noise(latent, self.noise_seed, input_latent.get("batch_index"))
         if latent.ndim not in (4, 5):
             raise InputError("latent_image", f"expected a 4-D or 5-D latent, got shape {tuple(latent.shape)}", "connect an image or video latent")
         frames = frame_count(latent)

@@ -23,6 +23,7 @@ from ..samplers.step_clock import StepClock
 from ..utils.checks import InputError, Range, check_choice
 from ..utils.flow import latent_flow
 from ._common import throw_if_interrupted
+from ._compat import check_vae
 from ._types import Flow
 from .optical_flow import check_video_flow
 
@@ -231,6 +232,7 @@ class TemporalConsistencyGuiderNode(io.ComfyNode):
         check_choice(loss_space, "loss_space", LOSS_SPACES)
         if not hasattr(guider, "model_patcher") or not hasattr(guider, "model_options") or not hasattr(guider, "sample"):
             raise InputError("guider", f"a {type(guider).__name__} is not a ComfyUI guider", "connect a CFGGuider, DualCFGGuider or BasicGuider output")
+        check_vae(guider.model_patcher, vae, "vae", "guider's model")
         if loss_space == "pixel" and vae is None:
             raise InputError("vae", "loss_space 'pixel' needs a VAE", "connect the model's VAE, or set loss_space to 'latent'")
         if flow is not None:

@@ -29,8 +29,10 @@ from ._common import (
     check_ranges,
     comfy_attention,
     image_frames,
+    show_text,
     throw_if_interrupted,
 )
+from ._compat import check_vae_channels
 
 CATEGORY = "video-enhance-kit/venhancer"
 FOLDER = "venhancer"
@@ -113,23 +115,59 @@ def _text_context(conditioning, name: str, context_dim: int, truncate: bool) -> 
     return ctx[:1, :CONTEXT_TOKENS] if truncate else ctx[:1]
 
 
-def _decode(vae, latents: torch.Tensor, frames_per_batch: int = 8) -> torch.Tensor:
-    """Tiled VAE decode of [F, C, h, w] (already divided by the latent scale) in frame batches -> [F, H, W, 3]."""
+#: The upscale's phases, in order; each has its own progress bar and is named on the node when it starts.
+PHASES = ("resize", "VAE encode", "sampling", "VAE decode")
+#: Pixels per frame batch of the resize, encode and decode phases: 8 frames up to 512x512, 1 frame from about
+#: 1.4 MP. Cancel is checked and progress reported between batches, so a batch bounds how long Cancel waits.
+PIXEL_BUDGET = 8 * 512 * 512
+
+
+def frame_batch(height: int, width: int) -> int:
+    """Frames per batch at ``height`` x ``width`` pixels: 1 to 8 within :data:`PIXEL_BUDGET`."""
+    return max(1, min(8, PIXEL_BUDGET // max(1, height * width)))
+
+
+def phase(index: int, total: int) -> Progress:
+    """The progress bar of phase ``PHASES[index]`` over ``total`` units, named on the node ("VEnhancer Upscale: VAE encode (2/4)")."""
+    show_text(f"VEnhancer Upscale: {PHASES[index]} ({index + 1}/{len(PHASES)})")
+    return Progress(total)
+
+
+def in_batches(fn, x: torch.Tensor, size: int, phase_index: int) -> torch.Tensor:
+    """``fn`` over batches of ``size`` frames of ``x`` (axis 0), concatenated: Cancel checked before, progress after each batch."""
+    starts = range(0, x.shape[0], size)
+    progress = phase(phase_index, len(starts))
     out = []
-    for i in range(0, latents.shape[0], frames_per_batch):
+    for i in starts:
         throw_if_interrupted()
-        img = vae.decode_tiled(latents[i : i + frames_per_batch], tile_x=128, tile_y=72, overlap=16)
-        out.append(img.reshape(-1, *img.shape[-3:]).float().cpu())
+        out.append(fn(x[i : i + size]))
+        progress.tick()
     return torch.cat(out, dim=0)
 
 
-def _encode(vae, pixels: torch.Tensor, frames_per_batch: int = 8) -> torch.Tensor:
-    """VAE encode [F, H, W, 3] in frame batches -> [F, C, h, w] (ComfyUI's unscaled latents)."""
-    out = []
-    for i in range(0, pixels.shape[0], frames_per_batch):
-        throw_if_interrupted()
-        out.append(vae.encode(pixels[i : i + frames_per_batch]).float().cpu())
-    return torch.cat(out, dim=0)
+def _resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of [F, 3, H, W] frames in 0..1 to ``size``, in frame batches (phase 1)."""
+    def resize(batch):
+        return F.interpolate(batch, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+
+    return in_batches(resize, frames, frame_batch(*size), 0)
+
+
+def _decode(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Tiled VAE decode of [F, C, h, w] (already divided by the latent scale) in frame batches -> [F, H, W, 3] (phase 4)."""
+    def decode(batch):
+        img = vae.decode_tiled(batch, tile_x=128, tile_y=72, overlap=16)
+        return img.reshape(-1, *img.shape[-3:]).float().cpu()
+
+    return in_batches(decode, latents, frame_batch(latents.shape[-2] * 8, latents.shape[-1] * 8), 3)
+
+
+def _encode(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """VAE encode [F, H, W, 3] in frame batches -> [F, C, h, w] (ComfyUI's unscaled latents; phase 2)."""
+    def encode(batch):
+        return vae.encode(batch).float().cpu()
+
+    return in_batches(encode, pixels, frame_batch(pixels.shape[1], pixels.shape[2]), 1)
 
 
 class VEnhancerUpscale(io.ComfyNode):
@@ -186,6 +224,7 @@ class VEnhancerUpscale(io.ComfyNode):
         out_fps = float(fps) * (interp + 1)
         context = _text_context(positive, "positive", net.cfg.context_dim, truncate=True)
         uncontext = _text_context(negative, "negative", net.cfg.context_dim, truncate=True)
+        check_vae(vae, net.cfg)
         latents, (th, tw), pads = encoded_frames(vae, images, net.cfg, up_scale, resolution_rule, padding, interp)
         settings = {"noise_aug": int(noise_aug), "s_cond": float(s_cond), "cfg": float(cfg), "mode": solver_mode, "steps": int(steps),
                     "chunk_length": int(chunk_length), "chunk_overlap": float(chunk_overlap)}
@@ -226,20 +265,22 @@ def encoded_frames(vae, images: torch.Tensor, cfg, up_scale: float, resolution_r
     """Resize (bilinear), repeat the key frames, pad (white) and encode: ``(latents [F, 4, h, w] scaled, (H, W), pads)``."""
     _, h, w, _ = images.shape
     th, tw = (S.adjust_resolution if resolution_rule == "official" else S.scaled_resolution)(h, w, up_scale)
-    frames = images.movedim(-1, 1).float()
-    frames = F.interpolate(frames, size=(th, tw), mode="bilinear", align_corners=False).clamp(0, 1)
-    frames = S.repeat_key_frames(frames, interp)
-    down = getattr(vae, "downscale_ratio", 8)
-    if not isinstance(down, int) or down != 8:
-        raise InputError("vae", f"has downscale ratio {down}, VEnhancer needs an 8x SD VAE", "load the SD 2.1 / SD 1.x VAE (vae-ft-mse-840000-ema-pruned)")
+    frames = S.repeat_key_frames(_resize(images.movedim(-1, 1).float(), (th, tw)), interp)
     pads = S.pad_to_fit(th, tw) if padding == "official" else S.pad_minimal(th, tw, lambda a, b: latent_size_ok(a, b, cfg))
     if not latent_size_ok((th + pads[2] + pads[3]) // 8, (tw + pads[0] + pads[1]) // 8, cfg):
         pads = S.pad_minimal(th, tw, lambda a, b: latent_size_ok(a, b, cfg))
     frames = F.pad(frames, pads, mode="constant", value=1.0)
     latents = _encode(vae, frames.movedim(1, -1)) * S.LATENT_SCALE  # [F, 4, h, w]
-    if latents.shape[1] != cfg.in_channels:
-        raise InputError("vae", f"gives {latents.shape[1]}-channel latents, the model needs {cfg.in_channels}", "load an SD VAE (4 latent channels)")
     return latents, (th, tw), pads
+
+
+def check_vae(vae, cfg) -> None:
+    """Fail unless ``vae`` is an 8x image VAE with the network's latent channels (SD1.x / SD2.x), before anything is encoded."""
+    fix = "load the SD 2.1 / SD 1.x VAE (vae-ft-mse-840000-ema-pruned)"
+    check_vae_channels(vae, "vae", cfg.in_channels, 2, fix)
+    down = getattr(vae, "downscale_ratio", 8)
+    if not isinstance(down, int) or down != 8:
+        raise InputError("vae", f"has downscale ratio {down}, VEnhancer needs an 8x SD VAE", fix)
 
 
 def network_attention(attn_precision=None):
@@ -261,7 +302,7 @@ def sample(patcher, latents: torch.Tensor, key_frames: int, interp: int, context
     mask = torch.tensor([S.make_mask_cond(key_frames, interp)], device=device)
     inputs = S.VEnhancerInputs(lat, mask, context.to(device), uncontext.to(device), interp)
     total = S.model_calls_per_run(latents.shape[0], interp, settings["mode"], settings["steps"], settings["cfg"], settings["chunk_length"], settings["chunk_overlap"])
-    progress = Progress(total)
+    progress = phase(2, total)
     sigmas = S.solver_sigmas(S.VEnhancerSchedule.official(), settings["mode"], settings["steps"])
     from comfy.k_diffusion.sampling import BrownianTreeNoiseSampler
 

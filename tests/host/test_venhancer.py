@@ -128,7 +128,7 @@ def test_cancel_stops_sampling_between_model_calls(run_node, parts, monkeypatch)
 
     def update_absolute(self, value, total=None, preview=None):
         ticks.append(value)
-        if len(ticks) == 3:  # the user presses Cancel during the third model call
+        if len(ticks) == 2 + 3:  # after the resize and encode bars (one batch each): Cancel during the third model call
             mm.interrupt_current_processing(True)
         return original(self, value, total, preview)
 
@@ -138,7 +138,7 @@ def test_cancel_stops_sampling_between_model_calls(run_node, parts, monkeypatch)
             upscale(run_node, parts, clip(frames=2, h=16, w=16), cfg=1.0)
     finally:
         mm.interrupt_current_processing(False)
-    assert len(ticks) == 3  # stopped before the fourth call
+    assert len(ticks) == 2 + 3  # stopped before the fourth call
 
 
 def test_attention_goes_through_comfyui_optimized_attention(run_node, parts, pack, monkeypatch):
@@ -169,3 +169,79 @@ def test_attention_goes_through_comfyui_optimized_attention(run_node, parts, pac
     assert len(seen) == len(layer_calls) > 0  # one optimized_attention call per attention layer call
     assert all(len(shape) == 4 and shape[1] == heads and skip for shape, heads, skip in seen)  # [N, heads, L, d]
     assert torch.equal(routed, core)
+
+
+class TextRecorder:
+    """Stands in for ComfyUI's PromptServer: records what nodes show under their progress bar."""
+
+    def __init__(self):
+        self.texts = []
+
+    def send_progress_text(self, text, node_id, sid=None):
+        self.texts.append((str(node_id), text))
+
+    def send_sync(self, *args, **kwargs):
+        pass
+
+
+def test_cancel_during_vae_encode_stops_within_one_batch_and_progress_moves(run_node, parts, monkeypatch):
+    """Issue 16, item 2: Cancel pressed while the VAE encodes stops before the next frame batch; the encode reports progress;
+    the host runs the next upscale normally."""
+    import comfy.model_management as mm
+    import comfy.utils
+
+    vae, encoded, bars = parts["vae"], [], []
+    original_encode, original_update = vae.encode, comfy.utils.ProgressBar.update_absolute
+
+    def encode(pixels):
+        out = original_encode(pixels)
+        encoded.append(pixels.shape[0])
+        if len(encoded) == 1:
+            mm.interrupt_current_processing(True)  # the user presses Cancel during the first encoded batch
+        return out
+
+    def update_absolute(self, value, total=None, preview=None):
+        bars.append((len(encoded), value, total))
+        return original_update(self, value, total, preview)
+
+    monkeypatch.setattr(vae, "encode", encode)
+    monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", update_absolute)
+    images = clip(frames=9, h=16, w=16)  # 1 new frame per gap: 17 frames, encoded in batches of 8, 8, 1
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            upscale(run_node, parts, images, cfg=1.0)
+    finally:
+        mm.interrupt_current_processing(False)
+    assert encoded == [8]  # stopped within one frame batch
+    assert (1, 1, 3) in bars  # the encode's bar moved: batch 1 of 3
+    monkeypatch.undo()
+    out, _, _ = upscale(run_node, parts, images, cfg=1.0)
+    assert out.shape == (17, 16, 16, 3) and torch.isfinite(out).all()
+
+
+def test_every_phase_is_named_and_reports_progress(run_node, parts, monkeypatch):
+    """Resize, VAE encode, sampling and VAE decode each name themselves under the node's bar and move it to its end."""
+    import comfy.utils
+    import server
+
+    recorder, bars = TextRecorder(), []
+    original_update = comfy.utils.ProgressBar.update_absolute
+
+    def update_absolute(self, value, total=None, preview=None):
+        bars.append((len(recorder.texts), value, total))
+        return original_update(self, value, total, preview)
+
+    monkeypatch.setattr(server.PromptServer, "instance", recorder, raising=False)
+    monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", update_absolute)
+    upscale(run_node, parts, clip(frames=9, h=16, w=16), cfg=1.0)
+    phases = [text for _, text in recorder.texts]
+    assert phases == [f"VEnhancer Upscale: {name} ({i}/4)" for i, name in enumerate(["resize", "VAE encode", "sampling", "VAE decode"], 1)]
+    assert {node for node, _ in recorder.texts} == {"run_node"}
+    finished = {phase for phase, value, total in bars if value == total}
+    assert finished == {1, 2, 3, 4}  # each phase's bar reaches its end (2: 3 encode batches, 4: 3 decode batches)
+    assert [(v, t) for p, v, t in bars if p == 2] == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_largest_seed_runs(run_node, parts):
+    out, _, _ = upscale(run_node, parts, clip(frames=2, h=16, w=16), cfg=1.0, seed=0xFFFFFFFFFFFFFFFF)
+    assert out.shape == (3, 16, 16, 3) and torch.isfinite(out).all()
