@@ -1,6 +1,7 @@
 """Video Quality Report: full-reference metrics of a video (and a second candidate) as text and a plot.
 
-Thin adapter over :mod:`..utils.metrics` (MSE, PSNR, SSIM, MSE_l, SF / D_SF, warping error). The flow for
+Thin adapter over :mod:`..utils.metrics` (MSE, PSNR, SSIM, MSE_l, SF / D_SF, warping error; FS and OFME, ZVRD's,
+in :mod:`._quality_temporal`, off by default). The flow for
 the warping error comes from the optional ``flow`` input or is estimated from the reference with
 :func:`..utils.flow.estimate_flow`; the plot is drawn with Pillow (ComfyUI ships no matplotlib).
 """
@@ -18,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..utils import metrics as M
 from ..utils.checks import InputError, check_same_shape
 from ..utils.video import image_to_frames
+from . import _quality_temporal as T
 from ._common import Progress, bounds, check_ranges, image_frames, throw_if_interrupted
 from ._types import Flow
 
@@ -32,7 +34,11 @@ ROWS = (
     ("sf", "SF", None, None),
     ("d_sf", "D_SF = SF - SF(ref)", "higher", None),
     ("we", "WE x100", "lower", "Warping error x100, lower is better"),
+    ("fs", "FS", "higher", None),
+    ("ofme", "OFME (px)", "lower", None),
 )
+NOTED = (("we", "WE x100", "WE: warping error x100 (Lai et al. 2018, as ZVRD reports it)"),
+         ("fs", "FS", "FS: frame similarity"), ("ofme", "OFME (px)", "OFME: optical flow map error"))
 RANGES = {"cutoff": (0.01, 1.0), "ssim_window": (3, 31), "flow_resolution": (0, 4096)}
 COLOURS = {"video": (31, 119, 180), "candidate": (230, 110, 10), "reference": (130, 130, 130)}
 
@@ -92,8 +98,9 @@ def build_report(results: dict[str, dict[str, torch.Tensor]], reference_extra: d
             row += [fmt(c), ("+" if diff is not None and not math.isnan(diff) and diff > 0 else "") + fmt(diff), _better(direction, v, c)]
         row.append(fmt(_mean(reference_extra.get(key), scale)) if key in reference_extra else "-")
         rows.append(row)
-    if "we" not in results["video"] and info.get("we_note"):
-        rows.append(["WE x100", "n/a"] + (["n/a", "-", "-"] if has_cand else []) + ["-"])
+    for key, label, _ in NOTED:
+        if key not in results["video"] and info.get(f"{key}_note"):
+            rows.append([label, "n/a"] + (["n/a", "-", "-"] if has_cand else []) + ["-"])
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     lines = [
         f"Video Quality Report: {info['frames']} frame(s) {info['height']}x{info['width']}, each vs the reference (means over frames)",
@@ -111,8 +118,7 @@ def build_report(results: dict[str, dict[str, torch.Tensor]], reference_extra: d
         notes.append(f"MSE_l: MSE of the FFT low-pass (nu = {info['cutoff']}) of result and reference (NC paper).")
     if "sf" in results["video"]:
         notes.append("SF: spatial frequency sqrt(RF^2 + CF^2); D_SF > 0: more detail than the reference (NC paper).")
-    if info.get("we_note"):
-        notes.append(f"WE: warping error x100 (Lai et al. 2018, as ZVRD reports it); {info['we_note']}.")
+    notes += [f"{intro}; {info[f'{key}_note']}." for key, _, intro in NOTED if info.get(f"{key}_note")]
     return "\n".join(lines + [""] + notes)
 
 
@@ -218,18 +224,26 @@ def _flow_for(reference: torch.Tensor, flow, flow_resolution: int):
             flow = flow.resized((h, w))
         return flow.backward.float(), flow.valid_backward.float(), "flow from the 'flow' input, occluded pixels masked"
     try:
-        from ..utils.flow import estimate_flow
+        est, where = estimated_flow(reference, flow_resolution)
     except ImportError:
         return None, None, "n/a: no flow connected and no flow estimator installed"
-    small = reference
+    return est.backward, est.valid_backward, f"flow estimated from the reference ({where}), occluded pixels masked"
+
+
+def estimated_flow(frames: torch.Tensor, flow_resolution: int):
+    """The pack's flow of ``frames [F, C, H, W]``, estimated with the longest side at most ``flow_resolution`` (0 = full)
+    and brought back to the frames' size; and where it was estimated (for the report's note)."""
+    from ..utils.flow import estimate_flow
+
+    h, w = frames.shape[-2:]
+    small = frames
     if flow_resolution and max(h, w) > flow_resolution:
         scale = flow_resolution / max(h, w)
-        small = F.interpolate(reference, size=(max(4, round(h * scale)), max(4, round(w * scale))), mode="area")
+        small = F.interpolate(frames, size=(max(4, round(h * scale)), max(4, round(w * scale))), mode="area")
     est = estimate_flow(small.float())
     if tuple(small.shape[-2:]) != (h, w):
         est = est.resized((h, w))
-    where = f"at {small.shape[-1]}x{small.shape[-2]}" if small is not reference else "at full resolution"
-    return est.backward, est.valid_backward, f"flow estimated from the reference ({where}), occluded pixels masked"
+    return est, (f"at {small.shape[-1]}x{small.shape[-2]}" if small is not frames else "at full resolution")
 
 
 def _match_size(image: torch.Tensor, reference: torch.Tensor, name: str) -> torch.Tensor:
@@ -257,7 +271,8 @@ class VideoQualityReport(io.ComfyNode):
             description=(
                 "Scores a video against a reference (and optionally a second candidate, to compare two settings): "
                 "MSE, PSNR, SSIM, low-frequency MSE (MSE_l, NC paper), spatial frequency SF and D_SF, and the "
-                "warping error WE (temporal flicker, ZVRD). Returns a text table and a plot of per-frame curves."
+                "warping error WE (temporal flicker, ZVRD), and optionally ZVRD's FS (CLIP frame similarity) and OFME "
+                "(optical flow map error). Returns a text table and a plot of per-frame curves."
             ),
             inputs=[
                 io.Image.Input("video", tooltip="The video to score (a batch of frames), e.g. the enhanced output."),
@@ -272,6 +287,9 @@ class VideoQualityReport(io.ComfyNode):
                 io.Int.Input("ssim_window", default=11, **bounds(RANGES, "ssim_window"), step=2, tooltip="Odd size of SSIM's gaussian window (11 is the standard; it shrinks on tiny frames)."),
                 io.Int.Input("flow_resolution", default=256, **bounds(RANGES, "flow_resolution"), step=8, tooltip="When the flow is estimated here: longest side it is estimated at (then scaled up), for speed. 0 = full resolution."),
                 io.Boolean.Input("resize_to_reference", default=False, optional=True, tooltip="Scale 'video' and 'candidate' to the reference's width and height (bicubic, antialiased) before scoring, e.g. to score an upscaled output against its input. Frame counts must still match. Off: different sizes are an error."),
+                io.Boolean.Input("frame_similarity", default=False, optional=True, tooltip="Compute FS (ZVRD): mean cosine similarity of the CLIP image embeddings of neighbouring frames (higher = semantically steadier). Needs clip_vision; the report says so when it is absent."),
+                io.Boolean.Input("flow_map_error", default=False, optional=True, tooltip="Compute OFME (ZVRD): mean end-point error in pixels between the optical flow of each video and of the reference (lower = motion kept). Uses the pack's flow estimator at flow_resolution."),
+                io.ClipVision.Input("clip_vision", optional=True, tooltip="CLIP vision model (Load CLIP Vision) for FS; the frames are encoded as CLIP Vision Encode does (whole frame)."),
             ],
             outputs=[
                 io.String.Output("report", display_name="report", tooltip="The numbers as a text table (connect to Preview Any to read it)."),
@@ -282,57 +300,66 @@ class VideoQualityReport(io.ComfyNode):
         )
 
     @classmethod
-    def execute(
-        cls,
-        video,
-        reference,
-        candidate=None,
-        flow=None,
-        psnr_ssim=True,
-        mse_low=True,
-        spatial_frequency=True,
-        warping_error=True,
-        cutoff=0.5,
-        ssim_window=11,
-        flow_resolution=256,
-        resize_to_reference=False,
-    ) -> io.NodeOutput:
-        picked = check_report_inputs(cutoff, ssim_window, flow_resolution, (psnr_ssim, mse_low, spatial_frequency, warping_error))
+    def execute(cls, video, reference, candidate=None, flow=None, psnr_ssim=True, mse_low=True, spatial_frequency=True,
+                warping_error=True, cutoff=0.5, ssim_window=11, flow_resolution=256, resize_to_reference=False,
+                frame_similarity=False, flow_map_error=False, clip_vision=None) -> io.NodeOutput:
+        wanted = {"fs": bool(frame_similarity), "ofme": bool(flow_map_error)}
+        picked = check_report_inputs(cutoff, ssim_window, flow_resolution, (psnr_ssim, mse_low, spatial_frequency, warping_error),
+                                     any(wanted.values()))
         reference = image_frames(reference, "reference")
         ref = image_to_frames(reference).float()
         frames, _, h, w = ref.shape
         videos = scored_videos({"video": video, "candidate": candidate}, reference, resize_to_reference)
         progress = Progress(len(videos) + 1)
-        backward = valid = None
-        we_note = None
-        if "warping_error" in picked:
+        backward = valid = we_note = None
+        if "warping_error" in picked or wanted["ofme"]:
             if frames < 2:
                 we_note = "n/a: the warping error needs at least 2 frames"
             else:
                 backward, valid, we_note = _flow_for(ref, flow, flow_resolution)
+        we_backward = backward if "warping_error" in picked else None
         progress.tick()
         results = {}
         for name, frames_ in videos.items():
             throw_if_interrupted()
-            results[name] = M.video_metrics(frames_, ref, metrics=picked, cutoff=float(cutoff), window_size=int(ssim_window), flow=backward, mask=valid)
+            results[name] = M.video_metrics(frames_, ref, metrics=picked, cutoff=float(cutoff), window_size=int(ssim_window), flow=we_backward, mask=valid)
             progress.tick()
-        reference_extra = reference_metrics(ref, "sf" in results["video"], backward, valid)
-        info = {"frames": frames, "height": h, "width": w, "cutoff": float(cutoff), "ssim_window": int(ssim_window), "we_note": we_note}
+        reference_extra = reference_metrics(ref, "sf" in results["video"], we_backward, valid)
+        notes = temporal_metrics(results, reference_extra, videos, ref, backward, clip_vision, flow_resolution, wanted)
+        info = {"frames": frames, "height": h, "width": w, "cutoff": float(cutoff), "ssim_window": int(ssim_window),
+                "we_note": we_note if "warping_error" in picked else None, **notes}
         report = build_report(results, reference_extra, info)
         plot = plot_curves(results, reference_extra, float(cutoff))
         shown = ui.PreviewText(report).as_dict() | ui.PreviewImage(plot, cls=cls).as_dict()
         return io.NodeOutput(report, plot, ui=shown)
 
 
-def check_report_inputs(cutoff, ssim_window, flow_resolution, switches) -> list[str]:
-    """The numbers against :data:`RANGES` (the SSIM window odd); the metrics switched on (at least one)."""
+def temporal_metrics(results, reference_extra, videos, ref, backward, clip_vision, flow_resolution, wanted) -> dict:
+    """FS and OFME (ZVRD) into ``results`` (and the reference's FS into ``reference_extra``); returns their notes."""
+    notes = {}
+    if wanted["fs"]:
+        per, ref_fs, notes["fs_note"] = T.frame_similarities(videos, ref, clip_vision)
+        for name, values in (per or {}).items():
+            results[name]["fs"] = values
+        if ref_fs is not None:
+            reference_extra["fs"] = ref_fs
+    if wanted["ofme"]:
+        per, notes["ofme_note"] = T.flow_map_errors(videos, backward, flow_resolution, estimated_flow)
+        for name, values in (per or {}).items():
+            results[name]["ofme"] = values
+    return notes
+
+
+def check_report_inputs(cutoff, ssim_window, flow_resolution, switches, others: bool = False) -> list[str]:
+    """The numbers against :data:`RANGES` (the SSIM window odd); the metrics switched on (at least one, ``others``: FS / OFME)."""
     check_ranges(RANGES, cutoff=cutoff, ssim_window=ssim_window)
     if ssim_window % 2 == 0:
         raise InputError("ssim_window", f"must be odd, got {ssim_window}", f"use {ssim_window + 1}")
     check_ranges(RANGES, flow_resolution=flow_resolution)
     picked = [name for name, on in zip(M.METRICS, switches) if on]
-    if not picked:
-        raise InputError("psnr_ssim", "no metric is switched on", "switch on at least one of psnr_ssim, mse_low, spatial_frequency, warping_error")
+    if not picked and not others:
+        raise InputError("psnr_ssim", "no metric is switched on",
+                         "switch on at least one of psnr_ssim, mse_low, spatial_frequency, warping_error, frame_similarity, flow_map_error")
     return picked
 
 

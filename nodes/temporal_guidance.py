@@ -109,16 +109,62 @@ def estimate_backward(method: str):
     return estimate
 
 
-class TemporalConsistencyGuider:
-    """A GUIDER that wraps another: every x0 prediction gets one Eq. 10 gradient step (see samplers/guidance.py).
+def schedule_sigma(model_patcher, fraction: float) -> float:
+    """The noise level at ``fraction`` of the model's schedule (0 -> inf: from the first step, 1 -> 0: never reached)."""
+    if fraction <= 0.0:
+        return float("inf")
+    if fraction >= 1.0:
+        return 0.0  # the model is not called at sigma 0
+    return float(model_patcher.get_model_object("model_sampling").percent_to_sigma(fraction))
+
+
+class WrappedGuider:
+    """A GUIDER that wraps another and changes every x0 prediction with a per-run guidance ``(x0, sigma) -> x0``.
 
     The wrapped guider is never modified: each run samples with a shallow copy whose model options carry a
-    PREDICT_NOISE wrapper. Attributes the host reads (model_patcher, model_options, ...) come from the inner guider.
+    PREDICT_NOISE wrapper (under ``wrapper_key``). Attributes the host reads (model_patcher, model_options, ...) come
+    from the inner guider. Subclasses implement :meth:`guidance` (None: sample exactly as the wrapped guider).
     """
+
+    wrapper_key = WRAPPER_KEY
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def guidance(self, latent_shape):
+        raise NotImplementedError
+
+    def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False, seed=None):
+        """One sampling run: a fresh guidance, the schedule read once, the step counted by the callback."""
+        guide = self.guidance(tuple(noise.shape))
+        runner = copy.copy(self.inner)
+        if guide is not None:
+            runner.model_options = comfy.model_patcher.create_model_options_clone(self.inner.model_options)
+            clock = StepClock(sigmas)
+            callback = clock.wrap(callback)
+
+            def guided_predict(executor, x, timestep, model_options=None, seed=None):
+                x0 = executor(x, timestep, {} if model_options is None else model_options, seed)
+                throw_if_interrupted()
+                return guide(x0, clock.sigma)
+
+            comfy.patcher_extension.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, self.wrapper_key,
+                                                         guided_predict, runner.model_options, is_model_options=True)
+        return runner.sample(noise, latent_image, sampler, sigmas, denoise_mask=denoise_mask, callback=callback,
+                             disable_pbar=disable_pbar, seed=seed)
+
+
+class TemporalConsistencyGuider(WrappedGuider):
+    """Every x0 prediction gets one Eq. 10 gradient step (see samplers/guidance.py)."""
 
     def __init__(self, inner, settings: GuidanceSettings, pixel_start: float, flow=None, clip_vision=None, vae=None,
                  flow_method: str = "classical"):
-        self.inner = inner
+        super().__init__(inner)
         self.settings = settings
         self.pixel_start = pixel_start
         self.flow = flow
@@ -126,22 +172,14 @@ class TemporalConsistencyGuider:
         self.vae = vae
         self.flow_method = flow_method
 
-    def __getattr__(self, name):
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+    def guidance(self, latent_shape):
+        return self.build(latent_shape) if self.settings.scale > 0 else None
 
     def build(self, latent_shape) -> TemporalConsistencyGuidance:
         """The per-run guidance for a latent of ``latent_shape`` (flow aligned, decoder and encoder ready)."""
         patcher = self.inner.model_patcher
         settings = copy.copy(self.settings)
-        sampling = patcher.get_model_object("model_sampling")
-        if self.pixel_start <= 0.0:
-            settings.pixel_sigma = float("inf")  # every step
-        elif self.pixel_start >= 1.0:
-            settings.pixel_sigma = 0.0  # never (the model is not called at sigma 0)
-        else:
-            settings.pixel_sigma = float(sampling.percent_to_sigma(self.pixel_start))
+        settings.pixel_sigma = schedule_sigma(patcher, self.pixel_start)
         video = len(latent_shape) == 5
         frames = latent_shape[2] if video else latent_shape[0]
         if frames < 2:
@@ -163,25 +201,6 @@ class TemporalConsistencyGuider:
             flow = latent_flow(self.flow, frames, self.flow.size)
         estimate = None if flow is not None else estimate_backward(self.flow_method)
         return TemporalConsistencyGuidance(settings, to_rgb=to_rgb, embed=embed, flow=flow, estimate_flow=estimate)
-
-    def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False, seed=None):
-        """One sampling run: a fresh guidance (flow aligned once), the schedule read once, the step counted by the callback."""
-        guide = self.build(tuple(noise.shape)) if self.settings.scale > 0 else None
-        runner = copy.copy(self.inner)
-        if guide is not None:
-            runner.model_options = comfy.model_patcher.create_model_options_clone(self.inner.model_options)
-            clock = StepClock(sigmas)
-            callback = clock.wrap(callback)
-
-            def guided_predict(executor, x, timestep, model_options=None, seed=None):
-                x0 = executor(x, timestep, {} if model_options is None else model_options, seed)
-                throw_if_interrupted()
-                return guide(x0, clock.sigma)
-
-            comfy.patcher_extension.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, WRAPPER_KEY,
-                                                         guided_predict, runner.model_options, is_model_options=True)
-        return runner.sample(noise, latent_image, sampler, sigmas, denoise_mask=denoise_mask, callback=callback,
-                             disable_pbar=disable_pbar, seed=seed)
 
 
 class TemporalConsistencyGuiderNode(io.ComfyNode):

@@ -39,23 +39,45 @@ def consistency_residual(pixels: torch.Tensor, op: Degradation, y: torch.Tensor)
     return op(pixels) - y
 
 
-def gdp_gradient(x0: torch.Tensor, decode: Callable, op: Degradation, y: torch.Tensor, chunk: int) -> torch.Tensor:
-    """``grad_{x0} ||A(D(x0)) - y||^2 = J_D^T 2 A^T (A(D(x0)) - y)``, the decoder differentiated ``chunk`` frames at a time."""
+def gdp_gradient(x0: torch.Tensor, decode: Callable, op: Degradation, y: torch.Tensor, chunk: int,
+                 noise_sigma: float = 0.0) -> torch.Tensor:
+    """``grad_{x0} ||A(D(x0)) - y||^2 = J_D^T 2 A^T (A(D(x0)) - y)``, the decoder differentiated ``chunk`` frames at a time.
+
+    With ``noise_sigma`` > 0 each frame's residual is weighted by :func:`noise_ball_factor` (0 inside the noise level).
+    """
     pixels = chunked_forward(decode, x0, chunk)
-    grad_pixels = op.adjoint(2 * consistency_residual(pixels, op, y))
+    residual = consistency_residual(pixels, op, y)
+    grad_pixels = op.adjoint(2 * residual * noise_ball_factor(residual, noise_sigma))
     return chunked_vjp(decode, x0, grad_pixels, chunk)
 
 
-def range_null_space(pixels: torch.Tensor, op: Degradation, y: torch.Tensor) -> torch.Tensor:
-    """DDNM's ``A^+ y + (I - A^+ A) x`` (also right for the affine low-light model)."""
-    return op.pinv(y) + pixels - op.pinv(op(pixels))
+def noise_ball_factor(residual: torch.Tensor, noise_sigma: float) -> torch.Tensor | float:
+    """Per frame ``max(0, 1 - noise_sigma / rms(A x - y))``: how much of the residual to remove (1 when noise-free).
+
+    With a noisy observation ``y = A x + n`` (``n`` of RMS ``noise_sigma``) an estimate whose residual is already within
+    the noise is left alone, and a larger residual is shrunk to the noise level (the discrepancy principle), so the
+    guidance does not fit the noise. Decided on the device (no host read).
+    """
+    if noise_sigma <= 0:
+        return 1.0
+    rms = residual.float().pow(2).flatten(1).mean(1).sqrt().clamp_min(1e-12)
+    return (1.0 - noise_sigma / rms).clamp_min(0.0).view(-1, *([1] * (residual.ndim - 1))).to(residual.dtype)
+
+
+def range_null_space(pixels: torch.Tensor, op: Degradation, y: torch.Tensor, noise_sigma: float = 0.0) -> torch.Tensor:
+    """DDNM's ``A^+ y + (I - A^+ A) x`` (also right for the affine low-light model); with ``noise_sigma`` > 0 the
+    range-space correction is shrunk per frame by :func:`noise_ball_factor` (residual brought to the noise level)."""
+    correction = op.pinv(y) - op.pinv(op(pixels))
+    if noise_sigma > 0:
+        correction = correction * noise_ball_factor(consistency_residual(pixels, op, y), noise_sigma)
+    return pixels + correction
 
 
 def ddnm_projection(x0: torch.Tensor, decode: Callable, encode: Callable, op: Degradation, y: torch.Tensor,
-                    chunk: int) -> torch.Tensor:
+                    chunk: int, noise_sigma: float = 0.0) -> torch.Tensor:
     """``E(A^+ y + (I - A^+ A) D(x0))``: decode, replace the range-space part, encode back."""
     pixels = chunked_forward(decode, x0, chunk)
-    corrected = range_null_space(pixels, op, y).clamp(0, 1)
+    corrected = range_null_space(pixels, op, y, noise_sigma).clamp(0, 1)
     return chunked_forward(encode, corrected, chunk)
 
 
@@ -67,6 +89,7 @@ class RestorationSettings:
     unless 0). sigma_max / sigma_min: the guidance acts on calls with ``sigma_min <= sigma <= sigma_max``
     (the node turns the schedule fractions ``start`` / ``end`` into these once per run). chunk: frames per
     decoder / encoder pass. fit_low_light: refit a low-light operator's parameters at every call (blind).
+    noise_sigma: RMS of the observation's noise (0..1 pixel units): residuals are brought down to it, not to 0.
     """
 
     method: str = "gdp"
@@ -75,11 +98,13 @@ class RestorationSettings:
     sigma_min: float = 0.0
     chunk: int = 4
     fit_low_light: bool = False
+    noise_sigma: float = 0.0
 
     def check(self) -> RestorationSettings:
         check_choice(self.method, "method", METHODS)
         check_range(self.scale, "scale", 0.0, 10.0)
         check_range(self.chunk, "chunk", 1, None, integer=True)
+        check_range(self.noise_sigma, "noise_sigma", 0.0, 1.0)
         if not self.sigma_min <= self.sigma_max:
             raise InputError("end", "comes before start in the schedule", "set end at or after start")
         return self
@@ -136,12 +161,12 @@ class RestorationGuidance:
             y = self.observation(work)
             op = self.operator_for(work, y)
             if s.method == "ddnm":
-                return ddnm_projection(work, self.decode, self.encode, op, y, s.chunk).to(x0.dtype)
-            grad = gdp_gradient(work, self.decode, op, y, s.chunk)
+                return ddnm_projection(work, self.decode, self.encode, op, y, s.chunk, s.noise_sigma).to(x0.dtype)
+            grad = gdp_gradient(work, self.decode, op, y, s.chunk, s.noise_sigma)
             return normalised_step(work, grad, s.scale).to(x0.dtype)
 
 
 __all__ = [
     "METHODS", "RestorationGuidance", "RestorationSettings", "consistency_residual", "ddnm_projection",
-    "gdp_gradient", "range_null_space",
+    "gdp_gradient", "noise_ball_factor", "range_null_space",
 ]

@@ -128,3 +128,44 @@ def test_bad_inputs_name_what_to_fix():
         GaussianBlur(0)
     with pytest.raises(InputError, match=r"\[F, C, H, W\]"):
         Grayscale()(torch.zeros(3, 4, 4))
+
+
+def test_make_operator_names_and_observation_sizes():
+    from video_enhance_kit.utils.degradation import (
+        OPERATORS,
+        make_operator,
+        observation_size,
+    )
+
+    mask = torch.ones(1, 1, 16, 16)
+    ops = {name: make_operator(name, 4, 1.0, 0.1, mask, 0.3, 0.05) for name in OPERATORS}
+    assert ops["downsample_avgpool"].has_pinv and not ops["downsample_bicubic"].has_pinv and not ops["blur"].has_pinv
+    assert observation_size(ops["downsample_avgpool"], 64, 32) == (16, 8)
+    assert observation_size(ops["colourise"], 64, 32) == (64, 32)
+    with pytest.raises(InputError, match="'degraded'.*multiple of the factor 4"):
+        observation_size(ops["downsample_bicubic"], 62, 32)
+    with pytest.raises(InputError, match="'mask'"):
+        make_operator("inpaint")
+    with pytest.raises(InputError, match="'operator'"):
+        make_operator("sharpen")
+
+
+def test_degrade_observation_and_block_mask():
+    from video_enhance_kit.utils.degradation import (
+        Grayscale,
+        Inpaint,
+        block_mask,
+        degrade,
+        observation,
+    )
+
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    gray = degrade(x, Grayscale())
+    assert gray.shape == x.shape and torch.equal(gray[:, 0], gray[:, 2])
+    assert torch.allclose(observation(Grayscale(), gray), Grayscale()(x), atol=1e-6)  # luma of the shown gray = the gray
+    noisy = degrade(x, Grayscale(), noise_sigma=0.05, seed=1)
+    assert torch.equal(noisy, degrade(x, Grayscale(), noise_sigma=0.05, seed=1)) and not torch.equal(noisy, gray)
+    mask = block_mask(3, 16, 16, block=4, missing=0.25, seed=2)
+    assert mask.shape == (3, 1, 16, 16) and 0.0 < float(mask.mean()) < 1.0
+    assert torch.equal(mask[..., :4, :4].amin(dim=(-1, -2)), mask[..., :4, :4].amax(dim=(-1, -2)))  # whole 4x4 blocks
+    assert torch.equal(observation(Inpaint(mask), x), x * mask)

@@ -113,3 +113,21 @@ def test_bad_settings_name_the_input():
         RestorationSettings(sigma_max=0.1, sigma_min=0.5).check()
     with pytest.raises(InputError, match="image-model latents"):
         RestorationGuidance(RestorationSettings(), OPS["sr4"](), y, decode)(torch.zeros(1, 4, 2, 8, 8), 1.0)
+
+
+def test_noise_sigma_brings_the_residual_to_the_noise_level_not_to_zero():
+    from video_enhance_kit.samplers.restoration import noise_ball_factor
+
+    op, truth = OPS["sr4"](), _truth()
+    y = op(decode(truth))
+    pixels = decode(torch.zeros_like(truth))
+    r0 = (op(pixels) - y).pow(2).flatten(1).mean(1).sqrt()
+    sigma = float(r0.min()) / 2
+    projected = range_null_space(pixels, op, y, noise_sigma=sigma)
+    r1 = (op(projected) - y).pow(2).flatten(1).mean(1).sqrt()
+    assert torch.allclose(r1, torch.full_like(r1, sigma), rtol=1e-6)
+    assert float(noise_ball_factor(op(pixels) - y, float(r0.max()) * 2).abs().max()) == 0.0  # inside the noise: no step
+    assert noise_ball_factor(op(pixels) - y, 0.0) == 1.0
+    guide = RestorationGuidance(RestorationSettings("gdp", scale=0.5, noise_sigma=float(r0.max()) * 2), op, y, decode)
+    z = torch.zeros_like(truth)
+    assert torch.equal(guide(z, 1.0), z)  # every frame already within the noise level

@@ -294,7 +294,63 @@ def add_noise(x: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
     return x + sigma * noise.to(dtype=x.dtype, device=x.device)
 
 
+OPERATORS = ("downsample_avgpool", "downsample_bicubic", "blur", "inpaint", "colourise", "denoise", "low_light")
+
+
+def make_operator(name: str, factor: int = 4, blur_sigma: float = 1.6, noise_sigma: float = 0.0,
+                  mask: torch.Tensor | None = None, light_scale: float = 0.25, light_offset: float = 0.0) -> Degradation:
+    """The operator a node's ``operator`` combo names, from the node's parameters (``mask`` ``[F or 1, 1, H, W]``, 1 = observed)."""
+    if name not in OPERATORS:
+        raise InputError("operator", f"unknown operator {name!r}", f"pick one of {list(OPERATORS)}")
+    if name.startswith("downsample_"):
+        return Downsample(int(factor), name.split("_", 1)[1])
+    if name == "blur":
+        return GaussianBlur(float(blur_sigma))
+    if name == "inpaint":
+        if mask is None:
+            raise InputError("mask", "operator 'inpaint' needs a mask", "connect a MASK (1 = missing), e.g. Degrade Video's mask output")
+        return Inpaint(mask)
+    if name == "colourise":
+        return Grayscale()
+    if name == "denoise":
+        return Denoise(float(noise_sigma))
+    return LowLight(torch.tensor([float(light_scale)]), torch.tensor([float(light_offset)]))
+
+
+def observation_size(op: Degradation, height: int, width: int, name: str = "degraded") -> tuple[int, int]:
+    """``(H_y, W_y)`` of ``A`` applied to ``height x width`` frames (the size check of a downsampling factor included)."""
+    if isinstance(op, Downsample):
+        op.check_size(height, width, name)
+        return height // op.factor, width // op.factor
+    return height, width
+
+
+def observation(op: Degradation, frames: torch.Tensor) -> torch.Tensor:
+    """``y`` from degraded RGB frames ``[F, 3, h, w]`` as an IMAGE holds them (grayscale: its luma, one channel;
+    inpainting: the observed pixels only, so ``y`` lies in the range of ``A``)."""
+    return op(frames) if isinstance(op, (Grayscale, Inpaint)) else frames
+
+
+def degrade(frames: torch.Tensor, op: Degradation, noise_sigma: float = 0.0, seed: int = 0) -> torch.Tensor:
+    """``clamp(A(x) + noise_sigma n, 0, 1)`` for frames ``[F, 3, H, W]``, shown as RGB (grayscale in all three channels)."""
+    y = op(frames)
+    if noise_sigma > 0:
+        y = add_noise(y, noise_sigma, seed)
+    if y.shape[1] == 1:
+        y = y.expand(-1, 3, -1, -1)
+    return y.clamp(0, 1)
+
+
+def block_mask(frames: int, height: int, width: int, block: int = 8, missing: float = 0.25, seed: int = 0) -> torch.Tensor:
+    """A seeded inpainting mask ``[F, 1, H, W]`` (1 = observed): ``missing`` of the ``block`` x ``block`` cells of every frame removed."""
+    g = torch.Generator().manual_seed(seed)
+    cells = torch.rand(frames, 1, -(-height // block), -(-width // block), generator=g) >= missing
+    full = cells.repeat_interleave(block, dim=-2).repeat_interleave(block, dim=-1)
+    return full[..., :height, :width].float()
+
+
 __all__ = [
+    "OPERATORS", "block_mask", "degrade", "make_operator", "observation", "observation_size",
     "Degradation", "Denoise", "Downsample", "GaussianBlur", "Grayscale", "Inpaint", "LowLight",
     "add_noise", "fit_low_light", "frames_of", "gaussian_kernel", "linear_adjoint", "restore_layout",
 ]

@@ -176,3 +176,72 @@ def test_identical_frames_do_not_make_the_mean_psnr_inf(host, clips):
 
     assert _row(report, "PSNR (dB)")[0] == fmt(expected)
     assert "1 frame(s) identical to the reference" in report
+
+
+class _StandInClipVision:
+    """CLIP vision's encode_image interface: a fixed random projection of the 8x8-pooled frame as the image embedding."""
+
+    def __init__(self):
+        self.weight = torch.randn(3 * 64, 32, generator=torch.Generator().manual_seed(0))
+        self.calls = []
+
+    def encode_image(self, image, crop=True):
+        self.calls.append((tuple(image.shape), crop))
+        pooled = torch.nn.functional.adaptive_avg_pool2d(image.movedim(-1, 1), 8).flatten(1)
+        return {"image_embeds": pooled @ self.weight}
+
+
+def _pan(frames, speed, size=32, seed=11):
+    """IMAGE of a smooth texture panning right by ``speed`` px per frame."""
+    g = torch.Generator().manual_seed(seed)
+    tex = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 24, generator=g), size=(size, 96), mode="bicubic",
+                                          align_corners=False).clamp(0, 1)
+    return torch.cat([tex[..., 40 - i * speed: 40 - i * speed + size] for i in range(frames)]).movedim(1, -1).contiguous()
+
+
+def test_fs_and_ofme_are_off_by_default_and_the_report_is_unchanged(host, clips):
+    video, ref, candidate = clips
+    before, _ = host.run_node(NODE, video=video, reference=ref, candidate=candidate)
+    off, _ = host.run_node(NODE, video=video, reference=ref, candidate=candidate, frame_similarity=False, flow_map_error=False,
+                           clip_vision=_StandInClipVision())
+    assert off == before and "FS" not in before and "OFME" not in before
+
+
+def test_frame_similarity_with_clip_vision_and_without(host):
+    still = _pan(4, 0)
+    moving = _pan(4, 3)
+    vision = _StandInClipVision()
+    report, _ = host.run_node(NODE, video=still, reference=moving, candidate=moving, frame_similarity=True, clip_vision=vision,
+                              **{k: False for k in OFF})
+    fs = _row(report, "FS")
+    assert fs[0] == "1.0000"  # identical frames: FS = 1
+    assert len(vision.calls) == 3 and all(crop is False for _, crop in vision.calls)  # video, candidate, reference; whole frames
+    expected = float(M.frame_similarity(vision.encode_image(moving)["image_embeds"]))
+    from video_enhance_kit.nodes.quality import fmt
+
+    assert fs[1] == fmt(expected) and fs[-1] == fmt(expected) and expected < 1.0
+    assert fs[3] == "video"
+    absent, _ = host.run_node(NODE, video=still, reference=moving, frame_similarity=True, **{k: False for k in OFF})
+    assert _row(absent, "FS")[0] == "n/a" and "no clip_vision connected" in absent
+
+
+def test_flow_map_error_is_zero_on_the_reference_and_ordered_by_motion(host):
+    ref = _pan(4, 1)
+    report, _ = host.run_node(NODE, video=ref, reference=ref, candidate=_pan(4, 3), flow_map_error=True, psnr_ssim=False,
+                              mse_low=False, spatial_frequency=False, warping_error=False)
+    ofme = _row(report, "OFME (px)")
+    assert ofme[0] == "0.0000" and float(ofme[1]) > 0.5 and ofme[3] == "video"
+    faster, _ = host.run_node(NODE, video=_pan(4, 2), reference=ref, candidate=_pan(4, 3), flow_map_error=True,
+                              **{k: False for k in OFF})
+    two, three = (float(v) for v in _row(faster, "OFME (px)")[:2])
+    print(f"\nOFME against a 1 px/frame pan: 2 px/frame {two:.3f}, 3 px/frame {three:.3f}")
+    assert 0 < two < three
+    assert "WE x100" not in faster  # OFME alone computes no warping error
+    short, _ = host.run_node(NODE, video=ref[:1], reference=ref[:1], flow_map_error=True, **{k: False for k in OFF})
+    assert _row(short, "OFME (px)")[0] == "n/a"
+
+
+def test_bad_clip_vision_names_the_input(host, clips):
+    video, ref, _ = clips
+    with pytest.raises(Exception, match="input 'clip_vision'"):
+        host.run_node(NODE, video=video, reference=ref, frame_similarity=True, clip_vision="not a model")
