@@ -12,25 +12,29 @@ file                              layout (what detection reads)                 
                                   input depth [0,0,2,2,10,10] (the match), context
                                   2048, adm 2816; decoder depth 1 in output blocks
                                   0-5 (SDXL's attention blocks), no middle block;
-                                  ~140 M params: the 24 input transformer blocks
-                                  the match requires are most of it
+                                  152 M params: the 24 input transformer blocks
+                                  the match requires are half of it
 ``vek-tiny-sd21v.safetensors``    UNet 320 ch, 4 levels x 2 res blocks (12 output  SD20, v-prediction
                                   blocks: ComfyUI reads v-prediction off output
                                   block 11's norm1 bias, std > 0.09), context 1024,
-                                  attention in input block 1 and output blocks 9-11
+                                  attention in input block 1 and output blocks 9-11;
+                                  77 M params (the 12 output res blocks)
 ``vek-tiny-ltxv.safetensors``     LTXV DiT, 32 heads x 4 (inner 128), 1 layer,     LTXV
-                                  caption width 4096 (T5-XXL), 128 latent channels
+                                  caption width 4096 (T5-XXL), 128 latent channels;
+                                  1.0 M params
 ``vek-tiny-hunyuan-video``        HunyuanVideo DiT, hidden 128 (1 head of 128 =    HunyuanVideo
 ``.safetensors``                  its RoPE axes 16+56+56), 1 double + 1 single
-                                  block, text width 4096, CLIP vector 768, guidance
+                                  block, text width 4096, CLIP vector 768, guidance;
+                                  2.7 M params
 ``vek-tiny-wan22.safetensors``    Wan 2.2 TI2V DiT (in/out 48 channels), dim 128,  WAN22_T2V
-                                  2 blocks, text 4096
+                                  2 blocks, text 4096; 1.1 M params
 ``vek-tiny-flux.safetensors``     Flux DiT, hidden 128 (1 head), 1 double + 1      Flux (with
-                                  single block, text 4096, vector 768, guidance    :func:`sized_loading`)
+                                  single block, text 4096, vector 768, guidance;   :func:`sized_loading`)
+                                  1.6 M params
 ``vek-tiny-wan22-vae``            Wan 2.2 VAE (48 ch, 16x, 4x in time), encoder    Wan 2.2 VAE (with
-``.safetensors``                  dim 16, decoder dim 32                           :func:`sized_loading`)
+``.safetensors``                  dim 16, decoder dim 32; 10.5 M params            :func:`sized_loading`)
 ``vek-tiny-taef1.safetensors``    TAESD with 16 latent channels (Flux latents, as  TAESD, 16 channels
-                                  TAEF1)
+                                  TAEF1); 2.5 M params
 ================================  ===============================================  ====================
 
 Two families cannot be made small through ComfyUI's detection as it stands: its Flux detection fixes
@@ -39,7 +43,7 @@ loads, one double block and no single block, has ~0.4 B parameters), and its VAE
 2.2 VAE with widths 160 / 256 (705 M parameters). :func:`sized_loading` lets those two read their widths
 from the file's shapes, as ComfyUI already does for Wan, HunyuanVideo and LTX-Video; for the real files
 the widths read are exactly ComfyUI's constants (``tests/host/test_families.py`` checks it on a full-size
-Flux layout). Text encoders: T5-XXL, Llama, OpenCLIP-G/H have sizes ComfyUI fixes (0.35-5.7 B
+Flux layout). Text encoders: T5-XXL, Llama, OpenCLIP-G/H have sizes ComfyUI fixes (0.35-8 B
 parameters), so tests give these models conditioning tensors of the width the model reads
 (:func:`conditioning`). Builders import ComfyUI inside the functions: this module imports without it.
 """

@@ -23,9 +23,11 @@ FAMILIES = {
 
 @pytest.fixture(scope="module")
 def host(comfy_host):
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine's cores are shared; restored for the modules after this one
     comfy_host.install_tiny_models(models=tf.family_models())
-    return comfy_host
+    yield comfy_host
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +190,14 @@ def test_evs_with_wan22_through_the_vae_bridge(host, load, name, t2i_vae, sample
     assert image.shape == (5, 32, 32, 3) and torch.isfinite(image).all()
     plain, _ = host.run_node("VEK_EVSSampler", **dict(kw, t2v_enabled=False))
     assert not torch.equal(out["samples"], plain["samples"])  # the Wan 2.2 block changed the result
+
+
+def test_family_files_are_small_and_deterministic(host):
+    """DiTs and VAEs of a few M params; the UNets as small as SDXL's / SD2.x's match allows; same builder, same weights."""
+    import comfy.utils
+
+    params = {name: sum(v.numel() for v in comfy.utils.load_torch_file(str(host.tiny_models[name])).values()) for name in tf.FAMILY_MODELS}
+    assert all(params[n] < 3e6 for n in (tf.FLUX_MODEL, tf.LTXV_MODEL, tf.HUNYUAN_VIDEO_MODEL, tf.WAN22_MODEL, tf.TAEF1_VAE))
+    assert params[tf.WAN22_VAE] < 11e6 and params[tf.SDXL_MODEL] < 1.6e8 and params[tf.SD21V_MODEL] < 8e7
+    a, b = tf.hunyuan_video_state_dict(), tf.hunyuan_video_state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
