@@ -173,12 +173,12 @@ class ComfyHost:
         for clip in sorted((PACK_ROOT / "assets").glob("*.mp4")):
             place_clip(clip, self.input_dir)
 
-    def install_tiny_models(self, cache_dir: str | os.PathLike | None = None) -> dict[str, Path]:
-        """Build (cached) every tiny model and add its folder to ComfyUI's model folders; ``{filename: path}``."""
+    def install_tiny_models(self, cache_dir: str | os.PathLike | None = None, models: dict | None = None) -> dict[str, Path]:
+        """Build (cached) every tiny model, or ``models``, and add its folder to ComfyUI's model folders; ``{filename: path}``."""
         import folder_paths
 
         root = Path(cache_dir) if cache_dir else default_cache_dir()
-        models = tiny_models()
+        models = tiny_models() if models is None else models
         self.tiny_models.update(ensure_tiny_models(models, root=root))
         for name in {m.folder for m in models.values()}:
             (root / name).mkdir(parents=True, exist_ok=True)
