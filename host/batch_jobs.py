@@ -70,6 +70,16 @@ class Job:
         return f"vekbatch_{self.id}_{self.input.stem}_seg{self.segment[0]:03d}.mkv"
 
 
+def job_prompt(prompt: dict, node: InputNode, clip: Path) -> dict:
+    """A copy of the API ``prompt`` whose loader reads ``clip`` (in the worker's input folder): by absolute path for
+    :data:`PATH_LOADERS`, else by its name in the input folder. ``prompt`` itself is not changed."""
+    job = {k: {**v, "inputs": dict(v.get("inputs", {}))} for k, v in prompt.items()}
+    if node.node_id not in job:
+        raise UsageError(f"--input-node {node.node_id}.{node.name}: the prompt has no node {node.node_id}")
+    job[node.node_id]["inputs"][node.name] = str(clip) if node.takes_path else clip.name
+    return job
+
+
 def _nodes(workflow: dict) -> list[tuple[str, str, dict]]:
     """(id, class_type, inputs or widgets) of every node that executes, UI or API format."""
     if is_api_format(workflow):
@@ -146,5 +156,5 @@ def output_names(inputs: list[Path]) -> dict[Path, str]:
     return names
 
 
-__all__ = ["PATH_LOADERS", "VIDEO_LOADERS", "InputNode", "Job", "expand_inputs", "find_input_node", "frame_rule",
+__all__ = ["PATH_LOADERS", "VIDEO_LOADERS", "InputNode", "Job", "expand_inputs", "find_input_node", "frame_rule", "job_prompt",
            "output_names"]

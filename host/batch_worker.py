@@ -10,7 +10,6 @@ names a single run gives. This module imports neither Ray nor ComfyUI at import 
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import socket
@@ -19,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .batch_jobs import InputNode
+from .batch_jobs import InputNode, job_prompt
 from .progress import ProgressPrinter
 from .results import text_outputs
 
@@ -128,8 +127,7 @@ class ComfyRunner:
     def run(self, prompt: dict, node: InputNode, file_name: str, data: bytes, report) -> RunOutput:
         clip = Path(self.host.input_dir) / file_name
         clip.write_bytes(data)
-        prompt = copy.deepcopy(prompt)
-        prompt[node.node_id]["inputs"][node.name] = str(clip) if node.takes_path else file_name
+        prompt = job_prompt(prompt, node, clip)
         out_dir = Path(tempfile.mkdtemp(prefix="vek-batch-job-"))
         try:
             result = self.backend.run(prompt, _Reporter(prompt, report), out_dir)

@@ -15,6 +15,7 @@ from video_enhance_kit.host.batch_jobs import (
     expand_inputs,
     find_input_node,
     frame_rule,
+    job_prompt,
     output_names,
 )
 from video_enhance_kit.host.errors import HostError, UsageError
@@ -103,6 +104,21 @@ def test_the_video_loader_is_found_in_ui_and_api_workflows():
     api = {"5": {"class_type": "VHS_LoadVideoPath", "inputs": {"video": "/x.mp4"}}}
     assert find_input_node(api).name == "video" and find_input_node(api).takes_path
     assert find_input_node(api, "5.custom").name == "custom"
+
+
+def test_the_job_prompt_points_the_loader_at_the_clip_and_leaves_the_prompt_alone():
+    prompt = {"1": {"class_type": "LoadVideo", "inputs": {"file": "old.mp4"}},
+              "5": {"class_type": "VHS_LoadVideoPath", "inputs": {"video": "/old.mp4", "frame_load_cap": 0}}}
+    clip = Path("/comfy/input/vekbatch_j1_a.mp4")
+    by_name = job_prompt(prompt, find_input_node({"1": prompt["1"]}), clip)
+    assert by_name["1"]["inputs"]["file"] == "vekbatch_j1_a.mp4"  # LoadVideo: a name in the input folder
+    by_path = job_prompt(prompt, find_input_node({"5": prompt["5"]}), clip)
+    assert by_path["5"]["inputs"] == {"video": str(clip), "frame_load_cap": 0}  # VHS path loader: the absolute path
+    custom = job_prompt(prompt, find_input_node(prompt, "5.custom"), clip)
+    assert custom["5"]["inputs"]["custom"] == str(clip) and custom["5"]["inputs"]["video"] == "/old.mp4"
+    assert prompt["1"]["inputs"]["file"] == "old.mp4" and prompt["5"]["inputs"]["video"] == "/old.mp4"
+    with pytest.raises(UsageError, match="no node 9"):
+        job_prompt(prompt, find_input_node({"9": {"class_type": "LoadVideo", "inputs": {}}}), clip)
 
 
 def test_a_workflow_without_a_loader_or_with_two_asks_for_input_node():

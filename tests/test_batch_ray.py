@@ -108,6 +108,39 @@ def test_resume_skips_what_is_done_with_the_same_settings(tmp_path, clips):
     assert len(changed) == 5 and changed[-1]["settings"] != changed[0]["settings"]  # other settings: run again
 
 
+def test_with_shared_out_the_worker_writes_and_the_driver_moves_the_files_once(tmp_path, clips, monkeypatch):
+    sent = []
+    submit = batch_cmd.BatchRun.submit
+    monkeypatch.setattr(batch_cmd.BatchRun, "submit", lambda self, actor, job: sent.append(self._partial(job)) or submit(self, actor, job))
+    code, out, records = batch(tmp_path, "--inputs", str(clips), "--workers", "2", "--shared-out")
+    assert code == 0, out
+    assert len(sent) == 4 and all(str(p).startswith(str(tmp_path / "out")) for p in sent)  # each job got a shared folder
+    for r in records:
+        (entry,) = r["outputs"]
+        assert entry["sha256"] == sha256_file(clips / f"{r['name']}.mkv") == sha256_file(tmp_path / "out" / entry["path"])
+    assert not any(p.exists() for p in sent)  # moved, not copied: nothing left behind, nothing twice
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "b", "c", "d", "manifest.jsonl"]
+
+
+def test_ctrl_c_stops_the_batch_and_the_manifest_holds_exactly_the_finished_jobs(tmp_path, clips, monkeypatch):
+    accept, taken = batch_cmd.BatchRun.accept, []
+
+    def accept_then_interrupt(self, job, outcome):
+        accept(self, job, outcome)
+        taken.append(job.name)
+        if len(taken) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch_cmd.BatchRun, "accept", accept_then_interrupt)
+    code, out, records = batch(tmp_path, "--inputs", str(clips), "--workers", "1")
+    assert code == 130 and "interrupted: 2 input(s) not finished" in out
+    assert [r["name"] for r in records] == taken and all(r["status"] == "done" for r in records)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([*taken, "manifest.jsonl"])
+    monkeypatch.setattr(batch_cmd.BatchRun, "accept", accept)
+    code, out, records = batch(tmp_path, "--inputs", str(clips), "--resume")  # the rest, not the finished ones again
+    assert code == 0 and sorted(r["name"] for r in records) == ["a", "b", "c", "d"]
+
+
 def test_a_long_input_in_segments_is_stitched_back_exactly(tmp_path):
     pixels = make_clip(tmp_path / "long.mkv", frames=21, seed=3)
     code, out, records = batch(tmp_path, "--inputs", str(tmp_path / "long.mkv"), "--workers", "2",
