@@ -13,6 +13,7 @@ from video_enhance_kit.utils.colour import (
     histogram_match,
     low_band,
     resize_to,
+    tie_midranks,
 )
 
 SHIFT = torch.tensor([0.08, -0.06, 0.04]).view(1, 3, 1, 1)
@@ -105,6 +106,11 @@ def test_histogram_makes_the_per_channel_cdfs_match():
     assert torch.allclose(out.flatten(2).sort(-1).values, source.flatten(2).sort(-1).values, atol=1e-6)
     # and keeps the result's order
     assert torch.equal(out.flatten(2).argsort(-1), result.flatten(2).argsort(-1))
+
+
+def test_tie_midranks():
+    ranks = tie_midranks(torch.tensor([[1.0, 1.0, 2.0, 3.0, 3.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]))
+    assert ranks.tolist() == [[0.5, 0.5, 2.0, 4.0, 4.0, 4.0, 6.0], [3.0] * 7]
 
 
 def test_histogram_ties_stay_equal_and_cdfs_match_up_to_the_tie_mass():

@@ -70,22 +70,32 @@ def adain_match(result: torch.Tensor, source: torch.Tensor, eps: float = 1e-5) -
 
 
 # -------------------------------------------------------------------------------------- histogram
+def tie_midranks(sorted_values: torch.Tensor) -> torch.Tensor:
+    """For values sorted along the last axis: each position's mid-rank among its equal values (``(first + last) / 2``)."""
+    n = sorted_values.shape[-1]
+    pos = torch.arange(n, device=sorted_values.device).expand_as(sorted_values)
+    new = torch.ones_like(sorted_values, dtype=torch.bool)
+    new[..., 1:] = sorted_values[..., 1:] != sorted_values[..., :-1]
+    first = torch.where(new, pos, 0).cummax(-1).values
+    last_flag = torch.ones_like(new)
+    last_flag[..., :-1] = new[..., 1:]
+    last = torch.where(last_flag, pos, n).flip(-1).cummin(-1).values.flip(-1)
+    return (first + last).to(sorted_values.dtype) / 2
+
+
 def histogram_match(result: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """Per frame and channel: each result value -> the source quantile at its mid-rank CDF position."""
     f, c, h, w = result.shape
-    r = result.reshape(f, c, h * w).contiguous()
+    r_sorted, order = result.reshape(f, c, h * w).sort(dim=-1)
     s_sorted = source.reshape(f, c, -1).sort(dim=-1).values
-    r_sorted = r.sort(dim=-1).values
-    left = torch.searchsorted(r_sorted, r, right=False)
-    right = torch.searchsorted(r_sorted, r, right=True)
-    n = r.shape[-1]
-    # mid-rank of the value's ties, as a position in the source's sorted values (sizes may differ)
-    pos = (left + right - 1).to(result.dtype) / 2 * ((s_sorted.shape[-1] - 1) / max(n - 1, 1))
-    lo = pos.floor().long().clamp(0, s_sorted.shape[-1] - 1)
-    hi = (lo + 1).clamp(max=s_sorted.shape[-1] - 1)
+    n, m = r_sorted.shape[-1], s_sorted.shape[-1]
+    # mid-rank of each value's ties, as a position in the source's sorted values (sizes may differ)
+    pos = tie_midranks(r_sorted) * ((m - 1) / max(n - 1, 1))
+    lo = pos.floor().long().clamp(0, m - 1)
+    hi = (lo + 1).clamp(max=m - 1)
     frac = pos - lo.to(pos.dtype)
-    out = torch.gather(s_sorted, -1, lo) * (1 - frac) + torch.gather(s_sorted, -1, hi) * frac
-    return out.reshape(f, c, h, w)
+    values = torch.gather(s_sorted, -1, lo).lerp_(torch.gather(s_sorted, -1, hi), frac)
+    return torch.empty_like(values).scatter_(-1, order, values).reshape(f, c, h, w)
 
 
 # ----------------------------------------------------------------------------------------- checks
