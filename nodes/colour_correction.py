@@ -5,7 +5,7 @@ from __future__ import annotations
 import comfy.model_management
 from comfy_api.latest import io
 
-from ..utils.colour import CHUNK, LEVELS, MODES, colour_correct
+from ..utils.colour import LEVELS, MODES, chunk_frames, colour_correct
 from ..utils.video import frames_to_image, image_to_frames
 from ._common import Progress, bounds, check_ranges, image_frames, throw_if_interrupted
 from ._registry import CATEGORY
@@ -52,7 +52,7 @@ class ColourCorrection(io.ComfyNode):
         check_ranges(RANGES, strength=strength, levels=levels)
         r = image_to_frames(image_frames(result, "result"))
         s = image_to_frames(image_frames(source, "source"))
-        progress = Progress(-(-r.shape[0] // CHUNK))
+        progress = Progress(-(-r.shape[0] // chunk_frames(*r.shape[-2:])))
 
         def on_chunk(done, total):
             throw_if_interrupted()

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from video_enhance_kit.utils.checks import InputError
 from video_enhance_kit.utils.colour import (
     MODES,
+    chunk_frames,
     colour_correct,
     high_band,
     histogram_match,
@@ -158,6 +159,10 @@ def test_strength_blends_and_chunks_do_not_change_the_output(mode):
     assert calls == [(2, 5), (4, 5), (5, 5)]
 
 
+def test_chunks_hold_fewer_frames_on_large_frames():
+    assert (chunk_frames(64, 64), chunk_frames(1080, 1920), chunk_frames(2160, 3840), chunk_frames(8000, 8000)) == (8, 8, 2, 1)
+
+
 def test_keeps_the_results_dtype_and_clamps():
     source, result = clip(), (clip(seed=2) + 0.5).half()
     out = colour_correct(result, source, "adain")
@@ -183,7 +188,7 @@ def test_bad_inputs_name_the_input(result, source, name, words):
     assert err.value.input_name == name
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [({"mode": "lab"}, "mode"), ({"strength": 1.5}, "strength"), ({"levels": 0}, "levels")])
+@pytest.mark.parametrize(("kwargs", "name"), [({"mode": "lab"}, "mode"), ({"strength": 1.5}, "strength"), ({"levels": 0}, "levels"), ({"levels": 9}, "levels")])
 def test_bad_settings_name_the_setting(kwargs, name):
     with pytest.raises(InputError) as err:
         colour_correct(clip(), clip(), **{"mode": "wavelet", **kwargs})

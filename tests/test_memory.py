@@ -198,3 +198,4 @@ def test_relative_rms():
     assert float(relative_rms(zero, zero)) == 0.0 and float(relative_rms(zero + 1, zero)) == float("inf")
     with pytest.raises(InputError, match="does not match"):
         relative_rms(ref, ref[:2])
+

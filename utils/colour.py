@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from .checks import InputError, check_choice, check_finite, check_nonempty, check_range, check_rank
 
 MODES = ("wavelet", "adain", "histogram")
-#: Frames corrected at once (bounds memory on long, large clips).
+#: Frames corrected at once: up to 8, fewer above :data:`CHUNK_PIXELS` pixels a chunk (bounds memory on large clips).
 CHUNK = 8
-LEVELS = (1, 10)
+CHUNK_PIXELS = 16 * 1024**2
+LEVELS = (1, 8)
 _BINOMIAL = (1.0, 2.0, 1.0)
 
 
@@ -122,6 +123,11 @@ def resize_to(source: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------- main
+def chunk_frames(height: int, width: int) -> int:
+    """Frames a chunk holds: :data:`CHUNK`, fewer when that would exceed :data:`CHUNK_PIXELS` (8 at 1080p, 2 at 4K)."""
+    return max(1, min(CHUNK, CHUNK_PIXELS // max(1, height * width)))
+
+
 def correct_frames(result: torch.Tensor, source: torch.Tensor, mode: str, levels: int = 5) -> torch.Tensor:
     """One chunk: the mode's corrected result (same size and count; not blended, not clamped)."""
     if mode == "wavelet":
@@ -132,11 +138,12 @@ def correct_frames(result: torch.Tensor, source: torch.Tensor, mode: str, levels
 
 
 def colour_correct(result: torch.Tensor, source: torch.Tensor, mode: str = "wavelet", strength: float = 1.0,
-                   levels: int = 5, chunk: int = CHUNK, on_chunk: Callable[[int, int], None] | None = None,
+                   levels: int = 5, chunk: int | None = None, on_chunk: Callable[[int, int], None] | None = None,
                    device=None) -> torch.Tensor:
     """``result`` ``[F, C, H, W]`` corrected against ``source`` ``[F or 1, C, h, w]`` (resized to the result first).
 
-    Computed in float32 on ``device`` (default: the result's), ``chunk`` frames at a time; ``on_chunk(done,
+    Computed in float32 on ``device`` (default: the result's), ``chunk`` frames at a time (default
+    :func:`chunk_frames` of the result's size); ``on_chunk(done,
     total)`` is called after each chunk (a progress bar, a Cancel check). Returns the result's dtype and
     device, clamped to 0..1.
     """
@@ -145,6 +152,7 @@ def colour_correct(result: torch.Tensor, source: torch.Tensor, mode: str = "wave
     check_range(levels, "levels", *LEVELS, integer=True)
     check_pair(result, source)
     frames, out = result.shape[0], []
+    chunk = chunk or chunk_frames(*result.shape[-2:])
     for start in range(0, frames, chunk):
         r = result[start : start + chunk].to(device or result.device, torch.float32)
         s = source if source.shape[0] == 1 else source[start : start + chunk]
