@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ..utils.memory import report_lines, ui_reports
 from .results import NodeError, execution_error
 
 BAR_WIDTH = 24
@@ -25,7 +26,9 @@ class ProgressPrinter:
         self.node: str | None = None
         self.last_bar = ""
         self.executed: list[str] = []
+        self.cached: set[str] = set()
         self.error: NodeError | None = None
+        self.memory_reports: list[tuple[str, dict]] = []
 
     def _label(self, node_id) -> str:
         class_type = self.prompt.get(str(node_id), {}).get("class_type", "?")
@@ -57,6 +60,21 @@ class ProgressPrinter:
         elif value == total or value == 1:
             self._print(bar)
 
+    def _executed(self, data: dict) -> None:
+        """A node's UI output: print the memory reports it carries (``utils.memory.UI_KEY``; kept when quiet)."""
+        node = str(data.get("node"))
+        for report in ui_reports(data.get("output")):
+            self.memory_reports.append((node, report))
+            if self.quiet:
+                continue
+            title = f"{self._label(node)} peak memory" + (" (cached, from its earlier run)" if node in self.cached else "")
+            lines = report_lines(report, title)
+            if self.tty and self.last_bar:
+                self.stream.write("\r\033[K")
+                self.last_bar = ""
+            self.stream.write("".join(line + "\n" for line in lines))
+            self.stream.flush()
+
     def event(self, name: str, data: Any) -> None:
         """Handle one ComfyUI event."""
         if not isinstance(data, dict):
@@ -65,10 +83,13 @@ class ProgressPrinter:
             self._executing(data)
         elif name == "execution_cached":
             nodes = data.get("nodes") or []
+            self.cached.update(map(str, nodes))
             if nodes:
                 self._print(f"cached: {', '.join(map(str, nodes))}")
         elif name == "progress":
             self._progress(data)
+        elif name == "executed":
+            self._executed(data)
         elif name == "websocket_lost":
             self._print(f"lost the websocket ({data.get('reason')}); waiting by polling /history")
         else:

@@ -49,6 +49,7 @@ __all__ = [
     "mse_per_frame",
     "psnr",
     "psnr_per_frame",
+    "relative_rms",
     "spatial_frequency",
     "spatial_frequency_per_frame",
     "ssim",
@@ -123,6 +124,21 @@ def psnr_per_frame(result: torch.Tensor, reference: torch.Tensor, data_range: fl
 def psnr(result: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Video PSNR: the mean of the per-frame PSNR (the usual video convention), dB."""
     return psnr_per_frame(result, reference, data_range).mean()
+
+
+def relative_rms(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``RMS(x - reference) / RMS(reference)`` (= ``||x - ref||_2 / ||ref||_2``) over all elements, in float32: 0-D.
+
+    Any shapes that match (outputs, weights, latents); 0 when both are zero, ``inf`` when only the reference is.
+    """
+    check_same_shape(x, reference, "x", "reference")
+    for t, name in ((x, "x"), (reference, "reference")):
+        check_nonempty(t, name)
+        check_finite(t, name)
+    a, b = x.detach().float(), reference.detach().float()
+    num, den = (a - b).square().mean().sqrt(), b.square().mean().sqrt()
+    zero = torch.zeros((), device=num.device)
+    return torch.where(den > 0, num / den.clamp_min(torch.finfo(torch.float32).tiny), torch.where(num > 0, zero + torch.inf, zero))
 
 
 # ------------------------------------------------------------------------------------------ SSIM
