@@ -88,7 +88,7 @@ class EVST2VBlock(io.ComfyNode):
                 io.Float.Input("sfi_gamma", default=DEFAULT_GAMMA, **bounds(BLOCK_RANGES, "sfi_gamma"), step=0.05, tooltip="gamma of Eq. 11: share of the recorded query (K and V are always replaced). Paper: 0.8 for deeper layers, 0.5 for shallower." + tooltip_range("sfi_gamma")),
                 io.Float.Input("sfi_depth_min", default=DEFAULT_DEPTH[0], **bounds(BLOCK_RANGES, "sfi_depth_min"), step=0.05, tooltip="Shallowest injected self-attention, as normalised depth (0 = full-resolution UNet blocks / first DiT block)." + tooltip_range("sfi_depth_min")),
                 io.Float.Input("sfi_depth_max", default=DEFAULT_DEPTH[1], **bounds(BLOCK_RANGES, "sfi_depth_max"), step=0.05, tooltip="Deepest injected self-attention (1 = UNet middle block / last DiT block)." + tooltip_range("sfi_depth_max")),
-                io.Int.Input("seed_offset", default=1, **bounds(BLOCK_RANGES, "seed_offset"), tooltip="The block's SDEdit noise uses the run's seed (the NOISE's) plus this (1 = what EVS Sampler uses)." + tooltip_range("seed_offset")),
+                io.Int.Input("seed_offset", default=1, **bounds(BLOCK_RANGES, "seed_offset"), tooltip="The block's SDEdit noise uses the run's seed (the NOISE's) plus this (1 = what EVS Sampler uses). Range 0 to 4294967295."),
                 io.Vae.Input("t2i_vae", optional=True, tooltip="VAE of the image model: one side of the VAE bridge, needed only when the video model's latent space differs (e.g. Wan)."),
                 io.Vae.Input("t2v_vae", optional=True, tooltip="VAE of the video model: needed only when its latent space differs from the image model's (e.g. Wan)."),
             ],

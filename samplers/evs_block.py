@@ -16,6 +16,7 @@ describes its run with a :class:`BlockRun`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -80,6 +81,21 @@ def start_noise(run: BlockRun, x: torch.Tensor) -> torch.Tensor:
     return run.implied_noise(x)
 
 
+def accepted_options(function: SamplerFunction) -> Callable[[dict], dict]:
+    """``options -> the ones function takes``: all of them when it takes ``**options``, else those it names.
+
+    An outer wrapper may add options for the sampler it believes it wraps (Shared Noise Sampler's ``noise_sampler``
+    sees the block's ``**options``); a deterministic sampler that names no such option ignores them, as it would unwrapped.
+    """
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return lambda options: options
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return lambda options: options
+    return lambda options: {k: v for k, v in options.items() if k in params}
+
+
 def encapsulated_sampler(inner: SamplerFunction, begin: Callable[..., BlockRun], on_result: Callable[[torch.Tensor], None] | None = None) -> SamplerFunction:
     """A sampler function running T2I (``inner``) + [T2V] (the run's block) + T2I (``inner``) in one call.
 
@@ -88,7 +104,10 @@ def encapsulated_sampler(inner: SamplerFunction, begin: Callable[..., BlockRun],
     is the result (k = N). Stage callbacks are forwarded with the step index of the whole schedule.
     """
 
+    take = accepted_options(inner)
+
     def sample_evs_block(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
+        options = take(options)
         run = begin(model, x, sigmas, extra_args)
         n, k = len(sigmas) - 1, run.k
         eps = start_noise(run, x)
@@ -125,4 +144,4 @@ def encapsulated_sampler(inner: SamplerFunction, begin: Callable[..., BlockRun],
     return sample_evs_block
 
 
-__all__ = ["BlockRun", "SamplerFunction", "encapsulated_sampler", "start_noise", "t2v_index"]
+__all__ = ["BlockRun", "accepted_options", "SamplerFunction", "encapsulated_sampler", "start_noise", "t2v_index"]

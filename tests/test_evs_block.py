@@ -206,3 +206,25 @@ def test_t2v_index_places_the_block_and_names_t2v_at():
     assert t2v_index(levels, 3.5, ceiling=4.0) == 0
     with pytest.raises(InputError, match="input 't2v_at'.*above the SIGMAS' start"):
         t2v_index(levels, 3.5)
+
+
+def test_options_the_wrapped_sampler_does_not_take_are_dropped():
+    """An outer wrapper's option (Shared Noise Sampler's noise_sampler) reaches a sampler that takes it, not one that does not."""
+    gen = torch.Generator().manual_seed(8)
+    latent = video(gen)
+    noise = torch.randn(latent.shape, generator=gen, dtype=torch.float64)
+    block, _ = sdedit_block()
+    seen = []
+
+    def taking(model, x, sigmas, extra_args=None, callback=None, disable=None, noise_sampler=None):
+        seen.append(noise_sampler)
+        return ddim_function(model, x, sigmas, extra_args, callback, disable)
+
+    def strict(model, x, sigmas, extra_args=None, callback=None, disable=None):  # as k-diffusion's sample_euler: no **options
+        return ddim_function(model, x, sigmas, extra_args, callback, disable)
+
+    x = noised(latent, noise, *RULE(3.0))
+    for inner in (strict, taking):
+        fn = encapsulated_sampler(inner, begin_with(block, 2, noise))
+        fn(StandInModel(image_denoiser(), latent), x, schedule(5), noise_sampler="shared")
+    assert seen == ["shared", "shared"]  # strict (no such option) ran without it (a TypeError else); `taking` got it on both stages
