@@ -260,7 +260,11 @@ class EVSBlockSampler(comfy.samplers.KSAMPLER):
         latent = model_k.latent_image
         seed = (extra_args or {}).get("seed") or 0
         k, block = self.plan(guider, latent, sigmas, seed)
+        # the run's NOISE: remembered by sample(); wrapped by another KSAMPLER, the one its sample() gave the model
+        # (not the NOISE for samplers with random inpaint noise, e.g. ddim: start_noise then finds the start differs)
         noise = getattr(self, "run_noise", None)
+        if noise is None:
+            noise = getattr(model_k, "noise", None)
         first = comfy.samplers.Sampler().max_denoise(guider, sigmas)
         start = ms.noise_scaling(sigmas[0], noise, latent, first) if noise is not None else None
 
