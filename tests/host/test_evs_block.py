@@ -174,6 +174,7 @@ def test_errors_name_the_input(run_node, sd15, wan):
         (lambda: sample(run_node, sd15, block(run_node, wan, ddim, t2v_scheduler="simple"), latent(frames=5, size=2)), "t2i_vae", "different latent spaces"),
         (lambda: sample(run_node, sd15, block(run_node, wan, ddim, t2v_scheduler="simple", t2i_vae=sd15[3], t2v_vae=wan[3]), latent(frames=4, size=2)),
          "latent_image", "4k + 1"),
+        (lambda: sample(run_node, wan, block(run_node, sd15, ddim), {"samples": torch.randn(1, 16, 2, 2, 2)}), "guider", "video model"),
         (lambda: block(run_node, sd15, ddim, t2v_block_steps=3), "t2v_block_steps", "more than the 2 steps"),
         (lambda: block(run_node, sd15, object()), "sampler", "cannot be wrapped"),
         (lambda: block(run_node, (sd15[0], wan[1], sd15[2], sd15[3]), ddim), "t2v_positive", "wide"),
