@@ -240,7 +240,7 @@ class T2VSide:
 class EVSBlockSampler(comfy.samplers.KSAMPLER):
     """A KSAMPLER running T2I (the wrapped sampler) + [T2V] + T2I (the wrapped sampler) in one sampling run.
 
-    ``plan(model_k, sigmas, seed) -> (k, block)`` places and builds the block for a run (every check before any
+    ``plan(guider, latent, sigmas, seed) -> (k, block)`` places and builds the block for a run (every check before any
     model call). ``input_latent`` (block space) replaces the sampler's latent as the block's input for k = 0 and
     ``result`` keeps the block's output when it is the result (k = N): EVS Sampler uses both to hand on its
     latents without a process_latent_in / _out round trip.
