@@ -1,4 +1,4 @@
-"""EVS Sampler: time outside the model calls, and wall time against the naive cascade of Eq. 7.
+"""EVS Sampler and EVS T2V Block: time outside the model calls, wall time against the naive cascade of Eq. 7 and each other.
 
 What it runs (real ComfyUI in-process with the tiny random-weight SD1.5-family model as both the T2I
 model and the same-space T2V stand-in, so it needs COMFYUI_PATH or the pack inside ComfyUI/custom_nodes):
@@ -11,7 +11,9 @@ model and the same-space T2V stand-in, so it needs COMFYUI_PATH or the pack insi
 - wall time of EVS against the naive cascade of Eq. 7 at the same step counts (KSamplerAdvanced T2I SDEdit
   over the same 20 steps, then KSamplerAdvanced T2V SDEdit over the same 4 steps; same number of model
   calls), alternating rounds in one process (``_bench.compare``, median ratio); with ``--sfi`` the EVS side
-  also DDIM-inverts (4 more T2V calls).
+  also DDIM-inverts (4 more T2V calls);
+- the same EVS run as a SamplerCustomAdvanced graph with the EVS T2V Block (same latent, bit for bit), its
+  overhead and its wall time against EVS Sampler.
 
     python benchmarks/bench_evs.py [--frames 8] [--size 256] [--repeats 3] [--sfi]
 
@@ -19,6 +21,9 @@ Measured (2-core CPU shared with other jobs, ``--frames 4 --size 128 --repeats 3
 models 0.14 % for EVS (0.16 % for a plain KSamplerAdvanced run); EVS / naive cascade wall time 0.990
 (median of 3 alternating rounds, 24 model calls each). With ``--sfi --repeats 2``: 28 model calls (4 more for
 the inversion, at cfg 1), overhead 0.25 %, EVS / cascade 1.033.
+With the EVS T2V Block (issue 12; ``--frames 4 --size 128 --repeats 3``, the machine busier): EVS Sampler
+overhead 0.13 %, the block in SamplerCustomAdvanced 0.15 % (24 model calls each); block graph / EVS Sampler
+wall time 1.078 (iqr 21 %: noise of the shared machine; the same model calls, the same peak memory 42.4 MiB).
 """
 
 from __future__ import annotations
@@ -55,6 +60,23 @@ def timed(model, clock):
 
     m.add_wrapper_with_key(APPLY_MODEL, "vek_bench_clock", wrapper)
     return m
+
+
+def block_graph(run, t2i, t2v, pos, neg, latent, sfi: bool):
+    """SamplerCustomAdvanced with the EVS T2V Block (CFGGuider 7.5, RandomNoise 1, BasicScheduler 20 steps of denoise 0.4, ddim):
+    EVS Sampler's run as a graph (the same latent, bit for bit)."""
+    (ddim,) = run("KSamplerSelect", sampler_name="ddim")
+    (sampler,) = run("VEK_EVST2VBlock", sampler=ddim, t2v_model=t2v, t2v_positive=pos, t2v_negative=neg, t2v_at=0.2, t2v_steps=8, t2v_strength=0.5,
+                     t2v_block_steps=0, t2v_sampler="euler", t2v_scheduler="sgm_uniform", t2v_cfg=1.0, sfi=sfi, sfi_gamma=0.8, sfi_depth_min=0.5,
+                     sfi_depth_max=1.0, seed_offset=1)
+    (guider,) = run("CFGGuider", model=t2i, positive=pos, negative=neg, cfg=7.5)
+    (noise,) = run("RandomNoise", noise_seed=1)
+    (sigmas,) = run("BasicScheduler", model=t2i, scheduler="ddim_uniform", steps=20, denoise=0.4)
+
+    def sample():
+        return run("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas, latent_image=latent)[0]
+
+    return sample
 
 
 def parse_args():
@@ -104,8 +126,10 @@ def main() -> None:
                    scheduler="sgm_uniform", positive=pos, negative=neg, latent_image=first, start_at_step=4, end_at_step=10000,
                    return_with_leftover_noise="disable")[0]
 
+    block = block_graph(run, t2i, t2v, pos, neg, latent, args.sfi)
     rows = []
-    for name, fn in (("EVS Sampler", evs), ("plain T2I SDEdit (KSamplerAdvanced)", t2i_sdedit), ("naive cascade Eq. 7", cascade)):
+    for name, fn in (("EVS Sampler", evs), ("EVS T2V Block in SamplerCustomAdvanced", block), ("plain T2I SDEdit (KSamplerAdvanced)", t2i_sdedit),
+                     ("naive cascade Eq. 7", cascade)):
         fn()  # warm-up
         walls, inside, calls = [], [], 0
         for _ in range(args.repeats):
@@ -122,6 +146,7 @@ def main() -> None:
           f"torch threads {args.threads}")
     print_table(rows)
     compare(evs, cascade, warmup=0, repeats=args.repeats, label="EVS / naive cascade (Eq. 7), same step counts")  # prints its row
+    compare(block, evs, warmup=0, repeats=args.repeats, label="EVS T2V Block graph / EVS Sampler, same latent")
 
 
 if __name__ == "__main__":

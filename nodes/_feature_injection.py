@@ -4,6 +4,13 @@ UNet models (SD1.x / SD2.x / SDXL, AnimateDiff) get an ``attn1`` replace patch p
 Wan gets a block patch that numbers its blocks and an ``optimized_attention_override`` that hands the
 first attention of each block (its self-attention) to the injection. The call's noise level is passed
 as the sigma tensor ComfyUI puts in ``transformer_options`` (on the device): no host sync per call.
+
+Context windows (clips longer than the motion module's window): ComfyUI's own context windows
+(Context Windows (Manual), WAN Context Windows (Manual)) run the model once per window and name the window
+in ``transformer_options["context_window"]``; AnimateDiff-Evolved's names its frames in
+``transformer_options["ad_params"]["sub_idxs"]``. Features are then recorded and injected per window: the
+layer key carries the window's frame indices, so the inversion call of a window at ``sigma_i`` feeds the
+denoising call of the same window at ``sigma_i`` (never another window's features).
 """
 
 from __future__ import annotations
@@ -11,6 +18,21 @@ from __future__ import annotations
 from ..attention.feature_injection import FeatureInjection
 from ..utils.checks import InputError
 from ._common import comfy_attention
+
+
+def window_key(transformer_options: dict):
+    """The frames of the context window this model call runs on (a tuple of frame indices), or None without windows."""
+    window = transformer_options.get("context_window")
+    if window is not None and getattr(window, "index_list", None) is not None:
+        return tuple(int(i) for i in window.index_list)
+    sub = (transformer_options.get("ad_params") or {}).get("sub_idxs")
+    return tuple(int(i) for i in sub) if sub is not None else None
+
+
+def windowed(layer, transformer_options: dict):
+    """The injection's layer key for this call: the layer itself, or ``(layer, window)`` inside a context window."""
+    window = window_key(transformer_options)
+    return layer if window is None else (layer, window)
 
 
 def unet_attention_layers(diffusion_model):
@@ -50,7 +72,7 @@ def patch_feature_injection(model, injection: FeatureInjection):
         for key, depth in unet_attention_layers(dm):
 
             def replace(q, k, v, extra_options, key=key, depth=depth):
-                q, k, v = injection.qkv(q, k, v, key, depth, extra_options["sigmas"])
+                q, k, v = injection.qkv(q, k, v, windowed(key, extra_options), depth, extra_options["sigmas"])
                 return comfy_attention()(q, k, v, extra_options["n_heads"])
 
             m.set_model_attn1_replace(replace, *key)
@@ -73,7 +95,7 @@ def patch_feature_injection(model, injection: FeatureInjection):
             if info is not None:
                 info["calls"] += 1
                 if info["calls"] == 1:  # the first attention of a Wan block is its self-attention
-                    q, k, v = injection.qkv(args[0], args[1], args[2], info["layer"], info["depth"], to["sigmas"])
+                    q, k, v = injection.qkv(args[0], args[1], args[2], windowed(info["layer"], to), info["depth"], to["sigmas"])
                     args = (q, k, v, *args[3:])
             return func(*args, **kwargs)
 

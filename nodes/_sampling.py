@@ -49,14 +49,14 @@ def check_ksampler(sampler, why: str = "", fix: str = KSAMPLER_FIX) -> comfy.sam
     return sampler
 
 
-def wrap_ksampler(sampler, sampler_function: Callable) -> comfy.samplers.KSAMPLER:
-    """A new KSAMPLER running ``sampler_function`` with copies of ``sampler``'s extra and inpaint options.
+def wrap_ksampler(sampler, sampler_function: Callable, kind: type = comfy.samplers.KSAMPLER) -> comfy.samplers.KSAMPLER:
+    """A new KSAMPLER (of class ``kind``, a KSAMPLER subclass) running ``sampler_function`` with copies of ``sampler``'s extra and inpaint options.
 
     ``sampler_function(model, x, sigmas, extra_args=None, callback=None, disable=None, **options)`` usually
     calls ``sampler.sampler_function``; ``sampler`` itself is never changed.
     """
     check_ksampler(sampler)
-    return comfy.samplers.KSAMPLER(sampler_function, extra_options=dict(sampler.extra_options), inpaint_options=dict(sampler.inpaint_options))
+    return kind(sampler_function, extra_options=dict(sampler.extra_options), inpaint_options=dict(sampler.inpaint_options))
 
 
 __all__ = ["KSAMPLER_FIX", "check_ksampler", "model_rule", "wrap_ksampler"]

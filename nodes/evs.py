@@ -10,23 +10,13 @@ output LATENT goes to ComfyUI's intermediate device once, at the end.
 from __future__ import annotations
 
 import comfy.model_management
-import comfy.patcher_extension
 import comfy.sample
 import comfy.samplers
 import torch
 from comfy_api.latest import io
 
-from ..attention.feature_injection import DEFAULT_DEPTH, DEFAULT_GAMMA, FeatureInjection
-from ..samplers.composition import (
-    Bridge,
-    T2VBlock,
-    encapsulated_sample,
-    identity_bridge,
-    layout_bridge,
-    split_index,
-    vae_bridge,
-)
-from ..samplers.ddim_inversion import ddim_invert
+from ..attention.feature_injection import DEFAULT_DEPTH, DEFAULT_GAMMA
+from ..samplers.composition import split_index
 from ..utils.checks import InputError, check_frames
 from ._common import (
     Progress,
@@ -34,7 +24,6 @@ from ._common import (
     check_ranges,
     image_frames,
     latent_samples,
-    throw_if_interrupted,
     with_samples,
 )
 from ._compat import (
@@ -44,12 +33,10 @@ from ._compat import (
     check_vae,
     sampler_seed,
 )
-from ._feature_injection import patch_feature_injection
+from ._evs import ComfyStage, T2VSide, block_sampler, check_image_model, interruptible, stage_sigmas, t2v_schedule
 from ._registry import CATEGORY
-from ._sampling import model_rule, wrap_ksampler
 
 FEATURE = f"{CATEGORY}/evs"
-WRAPPER_KEY = "video_enhance_kit_evs"
 
 # Paper defaults (Sec. 4.1): T_I = 50 T2I steps with inversion strength s_I = t_I / T_I = 0.4; T_V = 8
 # T2V steps (AnimateDiff-Lightning). t_T2V, t_V and n_V have no published values: ours.
@@ -63,150 +50,6 @@ RANGES = {
     "t2i_steps": (1, 1000), "t2i_strength": UNIT, "t2v_at": UNIT, "t2i_cfg": (0.0, 100.0), "t2v_steps": (1, 1000), "t2v_strength": UNIT,
     "t2v_block_steps": (0, 1000), "t2v_cfg": (0.0, 100.0), "sfi_gamma": UNIT, "sfi_depth_min": UNIT, "sfi_depth_max": UNIT,
 }
-
-
-# ------------------------------------------------------------------------------------------ model helpers
-
-
-def latent_format(model):
-    """The model's ComfyUI latent format object."""
-    return model.get_model_object("latent_format")
-
-
-def check_image_model(model, name: str):
-    """Fail unless ``model`` is a ComfyUI MODEL with a 2-D (image) latent."""
-    check_model(model, name)
-    if latent_format(model).latent_dimensions != 2:
-        raise InputError(name, "is a video model (5-D latent); the T2I stage needs an image model", "connect an image model (SD1.5, SDXL, Flux) here and the video model to t2v_model")
-
-
-def interruptible(model):
-    """A clone of ``model`` that checks for Cancel before every model call."""
-    m = model.clone()
-
-    def wrapper(executor, *args, **kwargs):
-        throw_if_interrupted()
-        return executor(*args, **kwargs)
-
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY, wrapper)
-    return m
-
-
-def stage_sigmas(model, scheduler: str, steps: int, strength: float, name: str) -> torch.Tensor:
-    """The tail of a ``steps``-step schedule that SDEdit with ``strength`` runs ([round(steps*strength) + 1])."""
-    full = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
-    keep = split_index(steps, strength, name)
-    if keep < 1:
-        raise InputError(name, f"{strength} of {steps} steps leaves no step to run", f"raise {name} or the steps")
-    return full[-(keep + 1):]
-
-
-# ----------------------------------------------------------------------------------------- stage runners
-
-
-def start_from(sampler, x_start: torch.Tensor):
-    """A copy of a KSAMPLER that begins from the given internal-space latent instead of noising its input."""
-    inner = sampler.sampler_function
-
-    def fn(model, x, sigmas, *args, **kwargs):
-        return inner(model, x_start.to(x), sigmas, *args, **kwargs)
-
-    return wrap_ksampler(sampler, fn)
-
-
-class ComfyStage:
-    """A :class:`samplers.composition.StageRunner` over one ComfyUI model (LATENT-space tensors in and out).
-
-    Latents stay on the model's device between stages (no GPU -> CPU -> GPU round trip per stage).
-    """
-
-    def __init__(self, model, positive, negative, cfg: float, sampler_name: str, seed: int, tick):
-        self.model, self.seed, self.tick = model, seed, tick
-        self.sampler_name = sampler_name
-        self.guider = comfy.samplers.CFGGuider(model)
-        self.guider.set_conds(positive, negative)
-        self.guider.set_cfg(cfg)
-        self.positive, self.negative = positive, negative
-
-    def to_latent(self, x):
-        return self.model.model.process_latent_out(x.to(torch.float32))
-
-    def __call__(self, latent, noise, sigmas, start=None):
-        last = {}
-
-        def callback(step, x0, x, total):
-            last["x0"] = x0
-            self.tick(self.model, x0)
-
-        sampler = comfy.samplers.sampler_object(self.sampler_name)
-        if start is not None:
-            sampler = start_from(sampler, start)
-            noise = torch.zeros_like(latent)
-        out = self.guider.sample(noise, latent, sampler, sigmas, callback=callback, disable_pbar=True, seed=sampler_seed(self.seed))
-        x0 = self.to_latent(last["x0"]) if "x0" in last else None
-        return out, x0
-
-    def invert(self, latent, sigmas):
-        """DDIM inversion of a clean LATENT over ``sigmas`` (cfg 1, positive prompt); the internal-space z_tV."""
-        captured = {}
-        rule = model_rule(self.model.get_model_object("model_sampling"))
-
-        def tick():
-            self.tick()
-
-        def fn(model_k, x, sig, extra_args=None, callback=None, disable=None, **kwargs):
-            extra_args = extra_args or {}
-            z0 = model_k.latent_image
-
-            def denoise(xx, s):
-                return model_k(xx, s * xx.new_ones([xx.shape[0]]), **extra_args)
-
-            captured["z"] = ddim_invert(denoise, rule, z0, sig, on_model_call=tick)
-            return captured["z"]
-
-        guider = comfy.samplers.CFGGuider(self.model)
-        guider.set_conds(self.positive, self.negative)
-        guider.set_cfg(1.0)  # inversion without guidance: CFG makes DDIM inversion drift (null-text inversion, Mokady et al.)
-        guider.sample(torch.zeros_like(latent), latent, comfy.samplers.KSAMPLER(fn), sigmas, disable_pbar=True, seed=sampler_seed(self.seed))
-        return captured["z"]
-
-
-# --------------------------------------------------------------------------------------------- bridges
-
-
-def make_bridge(t2i_model, t2v_model, t2i_vae, t2v_vae, frames: int) -> Bridge:
-    """Identity when both models share a latent format, otherwise decode-then-encode through both VAEs."""
-    fi, fv = latent_format(t2i_model), latent_format(t2v_model)
-    if type(fi) is type(fv):
-        return identity_bridge() if fv.latent_dimensions == 2 else layout_bridge()
-    missing = [n for n, v in (("t2i_vae", t2i_vae), ("t2v_vae", t2v_vae)) if v is None]
-    if missing:
-        raise InputError(
-            missing[0],
-            f"the two models use different latent spaces ({type(fi).__name__} vs {type(fv).__name__}), so the bridge needs both VAEs",
-            "connect the T2I model's VAE to t2i_vae and the T2V model's VAE to t2v_vae",
-        )
-    tc = t2v_vae.temporal_compression_decode() or 1
-    if fv.latent_dimensions == 3 and (frames - 1) % tc:
-        good = ", ".join(str(tc * k + 1) for k in (4, 8, 12, 20))
-        raise InputError("latent", f"{frames} frames do not survive the T2V VAE's {tc}x temporal compression", f"use {tc}k + 1 frames (e.g. {good})")
-
-    def pixels(images):
-        return images.reshape(-1, *images.shape[-3:])[..., :3]
-
-    def decode_i(z):
-        return pixels(t2i_vae.decode(z))
-
-    def encode_v(p):
-        return t2v_vae.encode(p)
-
-    def decode_v(z):
-        return pixels(t2v_vae.decode(z))
-
-    def encode_i(p):
-        return t2i_vae.encode(p)
-
-    return vae_bridge(decode_i, encode_v, decode_v, encode_i)
 
 
 # ------------------------------------------------------------------------------------------------ node
@@ -280,28 +123,36 @@ class EVSSampler(io.ComfyNode):
         sig_i = stage_sigmas(t2i_model, t2i_scheduler, t2i_steps, t2i_strength, "t2i_strength")
         n_i = len(sig_i) - 1
         k = n_i - min(split_index(t2i_steps, t2v_at, "t2v_at"), n_i)  # T2I steps before the block
-        noise = comfy.sample.prepare_noise(z, seed)
-        sig_v, n_v = t2v_schedule(t2v_model, t2v_scheduler, t2v_steps, t2v_strength, t2v_block_steps) if t2v_enabled else (None, 0)
-        calls = n_i + (n_v + (len(sig_v) - 1 if sfi else 0) if t2v_enabled else 0)
-        tick = Progress(calls).tick
-        t2i = ComfyStage(interruptible(t2i_model), t2i_positive, t2i_negative, t2i_cfg, t2i_sampler, seed, tick)
-        block = None
+        side = None
         if t2v_enabled:
-            bridge = make_bridge(t2i_model, t2v_model, t2i_vae, t2v_vae, z.shape[0])
-            injection = FeatureInjection(sfi_gamma, sfi_depth_min, sfi_depth_max) if sfi else None
-            seed_v = (seed + 1) % 2**64
-            t2v = t2v_stage(t2v_model, injection, t2v_positive, t2v_negative, t2v_cfg, t2v_sampler, seed_v, tick)
-            block = T2VBlock(
-                lambda lat, nz, sig, start=None: t2v(lat, nz, sig, start),
-                sig_v,
-                n_v,
-                noise=lambda z_v: comfy.sample.prepare_noise(z_v, seed_v),
-                invert=t2v.invert if sfi else None,
-                injection=injection,
-                bridge=bridge,
-            )
-        out = encapsulated_sample(z, noise, sig_i, k, t2i, block)
+            sig_v, n_v = t2v_schedule(t2v_model, t2v_scheduler, t2v_steps, t2v_strength, t2v_block_steps)
+            side = T2VSide(t2v_model, t2v_positive, t2v_negative, sig_v, n_v, t2v_sampler, t2v_cfg, sfi, sfi_gamma, (sfi_depth_min, sfi_depth_max),
+                           t2i_vae, t2v_vae)
+        progress = Progress(n_i + (side.calls if side is not None else 0))
+        out = evs_sample(interruptible(t2i_model), t2i_positive, t2i_negative, t2i_cfg, t2i_sampler, z, sig_i, k, seed, side, progress)
         return io.NodeOutput(with_samples(base, out.to(comfy.model_management.intermediate_device())), decoded(t2i_vae, out))
+
+
+def evs_sample(t2i_model, positive, negative, cfg: float, sampler_name: str, z: torch.Tensor, sigmas: torch.Tensor, k: int, seed: int, side, progress):
+    """Algorithm 1 as one T2I sampling run with the EVS block as its sampler (a plain SDEdit run without ``side``)."""
+    noise = comfy.sample.prepare_noise(z, seed)
+    if side is None:
+        return ComfyStage(t2i_model, positive, negative, cfg, sampler_name, seed, progress.tick)(z, noise, sigmas)[0]
+    seed_v = (seed + 1) % 2**64
+
+    def plan(guider, latent, run_sigmas, run_seed):
+        return k, side.block(t2i_model, z.shape[0], seed_v, progress.tick)
+
+    sampler = block_sampler(comfy.samplers.sampler_object(sampler_name), plan, input_latent=z)
+    guider = comfy.samplers.CFGGuider(t2i_model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+
+    def callback(step, x0, x, total):
+        progress.tick(t2i_model, x0)
+
+    out = guider.sample(noise, z, sampler, sigmas, callback=callback, disable_pbar=True, seed=sampler_seed(seed))
+    return sampler.result if k == len(sigmas) - 1 else out
 
 
 def check_evs_inputs(t2i_model, t2v_model, t2i_strength, **ranged) -> None:
@@ -344,24 +195,6 @@ def input_latent(t2i_model, latent, images, t2i_vae) -> tuple[dict, torch.Tensor
     check_latent(t2i_model, z, name, "t2i_model", given=given)
     check_frames(z.shape[0], name)
     return base, z
-
-
-def t2v_schedule(t2v_model, scheduler: str, steps: int, strength: float, block_steps: int) -> tuple[torch.Tensor, int]:
-    """``(sigmas from t_V down to 0, n_V)``: the T2V schedule tail and the steps the block runs (0 = all)."""
-    sig_v = stage_sigmas(t2v_model, scheduler, steps, strength, "t2v_strength")
-    m_v = len(sig_v) - 1
-    n_v = m_v if block_steps == 0 else block_steps
-    if n_v > m_v:
-        raise InputError("t2v_block_steps", f"{n_v} is more than the {m_v} steps from t_V down", f"set t2v_block_steps between 1 and {m_v} (or 0 for all)")
-    return sig_v, n_v
-
-
-def t2v_stage(t2v_model, injection, positive, negative, cfg: float, sampler_name: str, seed: int, tick) -> ComfyStage:
-    """The T2V model's stage runner: interruptible, with SFI patched in when ``injection`` is given."""
-    v_model = interruptible(t2v_model)
-    if injection is not None:
-        v_model = patch_feature_injection(v_model, injection)
-    return ComfyStage(v_model, positive, negative, cfg, sampler_name, seed, tick)
 
 
 def decoded(vae, samples: torch.Tensor):

@@ -250,8 +250,8 @@ def test_no_host_sync_per_attention_call_or_stage(run_node, sd15, pack, monkeypa
         monkeypatch.setattr(fi, "qkv", counted_qkv)
     (few, few_calls), (more, more_calls) = per_run[4], per_run[8]
     assert more_calls == 2 * few_calls > 0  # twice the attention calls ...
-    hot = ("attention/feature_injection.py", "nodes/_feature_injection.py", "nodes/evs.py")
+    hot = ("attention/feature_injection.py", "nodes/_feature_injection.py", "nodes/evs.py", "nodes/_evs.py", "samplers/evs_block.py")
     assert {k: v for k, v in few.items() if k[0] in hot} == {k: v for k, v in more.items() if k[0] in hot}  # ... not one sync more
     assert few.get(("attention/feature_injection.py", "tolist")) == 1  # the recorded levels, read once per run
     # .cpu() only on the two schedules (once per run each): no latent goes through the CPU between stages
-    assert [(k, v) for k, v in few.items() if k[1] == "cpu"] == [(("nodes/evs.py", "cpu"), 2)]
+    assert [(k, v) for k, v in few.items() if k[1] == "cpu"] == [(("nodes/_evs.py", "cpu"), 2)]
