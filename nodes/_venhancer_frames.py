@@ -46,7 +46,7 @@ def frame_batch(height: int, width: int) -> int:
 
 def phase(index: int, total: int) -> Progress:
     """The progress bar of phase ``PHASES[index]`` over ``total`` units, named on the node ("VEnhancer Upscale: VAE encode (2/4)")."""
-    show_text(f"VEnhancer: {PHASES[index]} ({index + 1}/{len(PHASES)})")
+    show_text(f"VEnhancer: {PHASES[index]} ({index + 1}/{len(PHASES)})")  # Conditioning: 1-2, the sampler: 3, Decode: 4
     return Progress(total)
 
 

@@ -20,8 +20,8 @@ from ..models.venhancer import VEnhancerUNet
 from ..models.venhancer_loading import CheckpointError, check_keys, infer_config, read_state_dict
 from ..samplers.venhancer import GUIDE_RESCALE
 from ..utils.checks import InputError, check_choice
-from ._common import bounds, check_ranges
-from ._venhancer_frames import frames_between
+from ._common import bounds, check_ranges, show_text
+from ._venhancer_frames import PHASES, frames_between
 from ._venhancer_model import is_venhancer, native_patcher, set_windows
 from .venhancer_native import RANGES as NATIVE_RANGES
 from .venhancer_native import SOLVER_MODES, build_conditioning, conditioning_inputs, decode_clip, official_sigmas
@@ -142,6 +142,7 @@ class VEnhancerUpscale(io.ComfyNode):
         frames_between(fps, target_fps, frame_interpolation, chunk_length)
         model = venhancer_model.clone()
         set_windows(model, chunk_length, chunk_overlap)
+        show_text(f"VEnhancer: {PHASES[2]} (3/{len(PHASES)})")
         samples = sample_pieces(model, pos, neg, latent, official_sigmas(solver_mode, steps), float(cfg), int(seed))
         return io.NodeOutput(*decode_clip(vae, samples))
 
