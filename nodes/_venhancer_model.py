@@ -27,9 +27,10 @@ import comfy.patcher_extension
 import comfy.supported_models_base
 import torch
 
-from ..models.venhancer import VEnhancerConfig, VEnhancerUNet, latent_size_ok
-from ..samplers.venhancer import GUIDE_RESCALE, crossfade_chunks, make_chunks
+from ..models.venhancer import OFFICIAL_CONFIG, VEnhancerConfig, VEnhancerUNet, latent_size_ok
+from ..samplers.venhancer import GUIDE_RESCALE
 from ..samplers.venhancer_schedule import VEnhancerSchedule, sigma_to_timestep
+from ..samplers.venhancer_windows import plan_windows, windowed_prediction
 from ..utils.checks import InputError
 from ._common import comfy_attention
 
@@ -107,8 +108,9 @@ class VEnhancerDiffusion(VEnhancerUNet):
         mm.throw_exception_if_processing_interrupted()
         options = transformer_options or {}
         window = options.get(WINDOW_OPTION)
-        if window is not None:  # a temporal window of the clip (see windows_wrapper): its frames' key-frame map
-            venhancer_mask = venhancer_mask[:, window[0] : window[1]]
+        if window is not None:  # one window x tile of the clip (windows_wrapper): its slice of the ControlNet's inputs
+            venhancer_mask = window["mask_cond"].expand(x.shape[0], -1)
+            venhancer_hint = window["hint"].to(venhancer_hint.dtype).expand(x.shape[0], -1, -1, -1, -1)
         attend = comfy_attention(options.get("attn_precision"))
         return super().forward(x, timesteps, context, hint=venhancer_hint, t_hint=venhancer_t_hint.float(), s_cond=venhancer_s_cond.float(),
                                mask_cond=venhancer_mask, attention=lambda q, k, v: attend(q, k, v, q.shape[1], skip_reshape=True))
@@ -202,41 +204,56 @@ def official_cfg(rescale: float = GUIDE_RESCALE):
     return cfg_function
 
 
-def windows_wrapper(chunk_length: int = 32, chunk_overlap: float = 0.5):
-    """PREDICT_NOISE wrapper: the guided x0 of the clip as the official key-frame-aligned windows, cross-faded.
+def windows_wrapper(chunk_length: int | None = 32, chunk_overlap: float = 0.5, tile_size: int | None = None, tile_overlap: int = 8):
+    """PREDICT_NOISE wrapper: the guided x0 as the official key-frame-aligned windows (cross-faded) x spatial tiles.
 
-    Wraps the guider's whole prediction (conditional, unconditional, CFG and its rescale per window, as the
-    official code does), so it applies under every sampler; a clip of one window is one call.
+    It wraps the guider's whole prediction (conditional and unconditional pass, CFG and its rescale per window,
+    as the official code does), so it applies under every sampler and guider. The windows and tiles are
+    :mod:`..samplers.venhancer_windows`' (plan built once per clip shape); each call gets its slice of the
+    ControlNet's inputs through ``transformer_options`` (:data:`WINDOW_OPTION`).
     """
+    plans: dict = {}
+
+    def plan_for(x: torch.Tensor, entry: dict, config: VEnhancerConfig):
+        key = (tuple(x.shape[2:]), entry["interp"], x.device)
+        if key not in plans:
+            plan = plan_windows(*x.shape[2:], interp=entry["interp"], chunk_length=chunk_length, chunk_overlap=chunk_overlap,
+                                tile_size=tile_size or None, tile_overlap=tile_overlap, size_ok=lambda h, w: latent_size_ok(h, w, config))
+            plans.clear()
+            plans[key] = plan, {"mask_cond": entry["mask_cond"].to(x.device), "hint": entry["hint"].to(x.device)}
+        return plans[key]
 
     def predict_noise(executor, x, timestep, model_options=None, seed=None):
         model_options = model_options or {}
-        windows = make_chunks(x.shape[2], clip_interp(executor.class_obj), chunk_length, chunk_overlap) if x.ndim == 5 else None
-        if not windows:
+        if x.ndim != 5:
             return executor(x, timestep, model_options, seed)
-        preds = []
-        for a, b in windows:
-            options = dict(model_options, transformer_options={**model_options.get("transformer_options", {}), WINDOW_OPTION: (a, b)})
-            preds.append(executor(x[:, :, a:b], timestep, options, seed))
-        return crossfade_chunks(preds, windows)
+        guider = executor.class_obj
+        config = getattr(guider.model_patcher.model, "venhancer_config", None) or OFFICIAL_CONFIG
+        plan, conds = plan_for(x, clip_entry(guider), config)
+
+        def predict(xs, sliced):
+            options = dict(model_options, transformer_options={**model_options.get("transformer_options", {}), WINDOW_OPTION: sliced})
+            return executor(xs, timestep, options, seed)
+
+        return windowed_prediction(predict, x, plan, conds)
 
     return predict_noise
 
 
-def clip_interp(guider) -> int:
-    """New frames per key-frame gap of the clip being sampled, from the VEnhancer entry of the guider's conds."""
+def clip_entry(guider) -> dict:
+    """The VEnhancer entry of the guider's conds (what VEnhancer Conditioning attached)."""
     for conds in (getattr(guider, "conds", None) or {}).values():
         for cond in conds:
             if COND_KEY in cond:
-                return int(cond[COND_KEY]["interp"])
+                return cond[COND_KEY]
     raise InputError("positive", "carries no VEnhancer ControlNet inputs", "pass positive and negative through VEnhancer Conditioning")
 
 
-def set_windows(patcher, chunk_length: int = 32, chunk_overlap: float = 0.5) -> None:
-    """Put (or replace) the temporal windows on ``patcher`` (a clone the caller owns)."""
+def set_windows(patcher, chunk_length: int | None = 32, chunk_overlap: float = 0.5, tile_size: int | None = None, tile_overlap: int = 8) -> None:
+    """Put (or replace) the windows and tiles on ``patcher`` (a clone the caller owns); chunk_length None: one window."""
     kind = comfy.patcher_extension.WrappersMP.PREDICT_NOISE
     patcher.remove_wrappers_with_key(kind, WINDOWS_KEY)
-    patcher.add_wrapper_with_key(kind, WINDOWS_KEY, windows_wrapper(int(chunk_length), float(chunk_overlap)))
+    patcher.add_wrapper_with_key(kind, WINDOWS_KEY, windows_wrapper(chunk_length, float(chunk_overlap), tile_size, int(tile_overlap)))
 
 
 def native_patcher(sd: dict, config: VEnhancerConfig, dtype: torch.dtype | None, guide_rescale: float = GUIDE_RESCALE):

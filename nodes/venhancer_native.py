@@ -19,7 +19,7 @@ from ..samplers.venhancer_schedule import NUM_TIMESTEPS, T_START
 from ..utils.checks import InputError, check_choice
 from ._common import bounds, check_ranges, image_frames
 from ._venhancer_frames import CONTEXT_TOKENS, _decode, check_vae, encoded_frames, frames_between
-from ._venhancer_model import COND_KEY, TERMINAL_SIGMA
+from ._venhancer_model import COND_KEY, TERMINAL_SIGMA, is_venhancer, set_windows
 
 CATEGORY = "video-enhance-kit/venhancer"
 RANGES = {
@@ -179,5 +179,38 @@ class VEnhancerDecode(io.ComfyNode):
         return io.NodeOutput(*decode_clip(vae, samples))
 
 
-NODES = [VEnhancerConditioning, VEnhancerSigmas, VEnhancerDecode]
+class VEnhancerWindows(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VEK_VEnhancerWindows",
+            display_name="VEnhancer Windows",
+            category=CATEGORY,
+            description=("Set how a VEnhancer MODEL splits each prediction: official key-frame-aligned time windows (cross-faded at "
+                         "every step, the loader's default: 32 frames, 50 %) and optional spatial tiles (raised-cosine blend). "
+                         "Works under every sampler: it wraps the guider's prediction (CFG and its rescale per window, as upstream)."),
+            inputs=[
+                io.Model.Input("model", tooltip="The MODEL of VEnhancer Model Loader (it is cloned, not changed)."),
+                io.Int.Input("chunk_length", default=32, min=0, max=256, tooltip="Frames per time window (official 32); 0: the whole clip in one call (memory grows with length)."),
+                io.Float.Input("chunk_overlap", default=0.5, min=0.1, max=0.5, step=0.05, tooltip="Overlap of consecutive windows (official 0.5); the predictions are cross-faded over it."),
+                io.Int.Input("tile_size", default=0, min=0, max=1024, tooltip="Spatial tile size in latent pixels (x8 in pixels); 0: no tiles (official). Tiles bound memory for large frames."),
+                io.Int.Input("tile_overlap", default=8, min=0, max=256, tooltip="Overlap of neighbouring tiles in latent pixels, blended with raised-cosine weights."),
+            ],
+            outputs=[io.Model.Output(display_name="model")],
+        )
+
+    @classmethod
+    def execute(cls, model, chunk_length=32, chunk_overlap=0.5, tile_size=0, tile_overlap=8):
+        if not is_venhancer(model):
+            raise InputError("model", "is not a VEnhancer MODEL", "connect VEnhancer Model Loader")
+        if chunk_length and chunk_length < 3:
+            raise InputError("chunk_length", f"{chunk_length} frames cannot hold two key frames", "set chunk_length to 0 (off) or at least 3 (official 32)")
+        if not 0.1 <= chunk_overlap <= 0.5:
+            raise InputError("chunk_overlap", f"must be in [0.1, 0.5], got {chunk_overlap}", "set chunk_overlap to 0.5 (official)")
+        out = model.clone()
+        set_windows(out, int(chunk_length) or None, float(chunk_overlap), int(tile_size) or None, int(tile_overlap))
+        return io.NodeOutput(out)
+
+
+NODES = [VEnhancerConditioning, VEnhancerSigmas, VEnhancerDecode, VEnhancerWindows]
 TINY = {"inputs": {"VEK_VEnhancerConditioning": {"resolution_rule": "exact", "up_scale": 1.0, "padding": "minimal"}}}

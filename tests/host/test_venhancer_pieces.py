@@ -160,3 +160,28 @@ def test_upscale_equals_the_graph_of_pieces_bit_for_bit(run_node, parts):  # noq
 def test_workflow_saved_with_the_old_loader_type_runs(run_workflow):
     result = run_workflow(OLD_WORKFLOW, tiny=True, max_steps=3, fresh=True)
     assert result.success and any(str(f).endswith(".mp4") for f in result.files)
+
+
+def test_windows_node_tiles_and_names_bad_sizes(run_node, parts, piece):  # noqa: F811
+    before = parts["model"].model_options.get("transformer_options", {}).copy()
+    pos, neg, latent = condition(run_node, parts, clip(frames=2, h=80, w=64))
+    piece = dict(piece, positive=pos, negative=neg, latent=latent)
+    h, w = latent["samples"].shape[-2:]
+    assert (h, w) == (10, 8)
+    (tiled,) = run_node("VEK_VEnhancerWindows", model=parts["model"], chunk_length=32, chunk_overlap=0.5, tile_size=6, tile_overlap=2)
+    net = tiled.model.diffusion_model
+    shapes = []
+    hook = net.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0].shape[-2:])) and None)
+    try:
+        out, _ = native(run_node, tiled, piece["positive"], piece["negative"], piece["latent"], piece["sigmas"], sampler_name="euler")
+    finally:
+        hook.remove()
+    whole, _ = native(run_node, parts["model"], piece["positive"], piece["negative"], piece["latent"], piece["sigmas"], sampler_name="euler")
+    assert shapes == [(6, 6)] * (4 * 4)  # 2 x 2 tiles of 6 x 6 latent pixels per step (cond and uncond in one call)
+    assert torch.isfinite(out["samples"]).all() and (out["samples"] - whole["samples"]).abs().max() > 1e-5
+    assert parts["model"].model_options.get("transformer_options", {}) == before
+    (too_big,) = run_node("VEK_VEnhancerWindows", model=parts["model"], chunk_length=32, chunk_overlap=0.5, tile_size=w + 8, tile_overlap=2)
+    with pytest.raises(Exception, match="input 'tile_size'.*larger than the latent"):
+        native(run_node, too_big, piece["positive"], piece["negative"], piece["latent"], piece["sigmas"], sampler_name="euler")
+    with pytest.raises(Exception, match="input 'model'.*not a VEnhancer MODEL"):
+        run_node("VEK_VEnhancerWindows", model=object(), chunk_length=32, chunk_overlap=0.5, tile_size=0, tile_overlap=8)
