@@ -116,7 +116,7 @@ def native_runs(host, p: dict, cfg: float, mode: str, steps: int):
     """Zero-argument callables: the native graph and the faithful sampler (both return scaled x0 latents)."""
     import functools
 
-    from comfy.k_diffusion.sampling import BrownianTreeNoiseSampler
+    native_model = host.pack_module("nodes._venhancer_model")
 
     def native():
         (noise,) = host.run_node("RandomNoise", noise_seed=p["seed"])
@@ -126,14 +126,11 @@ def native_runs(host, p: dict, cfg: float, mode: str, steps: int):
         return out["samples"] * S.LATENT_SCALE
 
     def faithful():
-        import comfy.model_management as mm
-
-        mm.load_models_gpu([p["model"]])
+        native_model.mm.load_models_gpu([p["model"]])
         entry = p["positive"][0][1]["venhancer"]
         lat = p["latent"]["samples"] * S.LATENT_SCALE
         inputs = S.VEnhancerInputs(lat, entry["mask_cond"], p["positive"][0][0], p["negative"][0][0], entry["interp"])
-        sig = p["sigmas"]
-        ns = BrownianTreeNoiseSampler(lat, sig[sig > 0].min(), sig.max(), seed=p["seed"], cpu=True)
+        ns = native_model.brownian_noise(lat, p["sigmas"], p["seed"])
         net = functools.partial(V.VEnhancerUNet.forward, p["model"].model.diffusion_model)
         with torch.no_grad():
             return S.venhancer_sample(net, inputs, cfg=cfg, mode=mode, steps=steps, generator=torch.Generator().manual_seed(p["seed"]), noise_sampler=ns)

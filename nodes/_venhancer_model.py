@@ -270,6 +270,13 @@ def native_patcher(sd: dict, config: VEnhancerConfig, dtype: torch.dtype | None,
     return patcher
 
 
+def brownian_noise(x: torch.Tensor, sigmas: torch.Tensor, seed: int):
+    """ComfyUI's Brownian-tree noise sampler as its dpmpp_2m_sde builds it (for the faithful sampler run beside the native one)."""
+    from comfy.k_diffusion.sampling import BrownianTreeNoiseSampler
+
+    return BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(), seed=seed, cpu=True)
+
+
 def is_venhancer(model) -> bool:
     """True for a ModelPatcher of :class:`VEnhancerModel`."""
     return isinstance(model, comfy.model_patcher.ModelPatcher) and isinstance(model.model, VEnhancerModel)
