@@ -168,5 +168,6 @@ TINY = {
     "inputs": {
         "VEK_VEnhancerModelLoader": {"ckpt_name": "vek-tiny-venhancer.safetensors"},
         "VEK_VEnhancerUpscale": {"resolution_rule": "exact", "up_scale": 1.0, "padding": "minimal"},
+        "VEK_VEnhancerConditioning": {"resolution_rule": "exact", "up_scale": 1.0, "padding": "minimal"},
     },
 }

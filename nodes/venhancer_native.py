@@ -213,4 +213,4 @@ class VEnhancerWindows(io.ComfyNode):
 
 
 NODES = [VEnhancerConditioning, VEnhancerSigmas, VEnhancerDecode, VEnhancerWindows]
-TINY = {"inputs": {"VEK_VEnhancerConditioning": {"resolution_rule": "exact", "up_scale": 1.0, "padding": "minimal"}}}
+#: Tiny runs: this feature's tiny inputs are declared with the loader's, in nodes/venhancer.py's TINY.
