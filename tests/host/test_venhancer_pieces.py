@@ -144,15 +144,16 @@ def test_fp8_weights_run_with_manual_cast(run_node, parts, piece):  # noqa: F811
     assert 0 < err < 0.2  # 8-bit weights: close to fp32, not equal
 
 
-def test_upscale_equals_the_graph_of_pieces_bit_for_bit(run_node, parts):  # noqa: F811
-    images = clip(frames=3, h=16, w=24)
-    kw = dict(up_scale=1.0, resolution_rule="exact", target_fps=0.0, frame_interpolation=1, noise_aug=200, s_cond=8.0, padding="minimal")
+@pytest.mark.parametrize("frames,size,target_fps,cfg,seed", [(3, (16, 24), 0.0, 2.0, SEED), (9, (64, 64), 24.0, 7.5, 666)])
+def test_upscale_equals_the_graph_of_pieces_bit_for_bit(run_node, parts, frames, size, target_fps, cfg, seed):  # noqa: F811
+    images = clip(frames=frames, h=size[0], w=size[1])
+    kw = dict(up_scale=1.0, resolution_rule="exact", target_fps=target_fps, frame_interpolation=1, noise_aug=200, s_cond=8.0, padding="minimal")
     one, fps, _ = run_node("VEK_VEnhancerUpscale", venhancer_model=parts["model"], images=images, fps=8.0, positive=parts["positive"],
-                           negative=parts["negative"], vae=parts["vae"], cfg=2.0, solver_mode="fast", steps=15, seed=SEED,
+                           negative=parts["negative"], vae=parts["vae"], cfg=cfg, solver_mode="fast", steps=15, seed=seed,
                            chunk_length=32, chunk_overlap=0.5, **kw)
-    pos, neg, latent = condition(run_node, parts, images, seed=SEED, **kw)
+    pos, neg, latent = condition(run_node, parts, images, seed=seed, **kw)
     (sigmas,) = run_node("VEK_VEnhancerSigmas", solver_mode="fast", steps=15, start_timestep=899)
-    out, _ = native(run_node, parts["model"], pos, neg, latent, sigmas, cfg=2.0)
+    out, _ = native(run_node, parts["model"], pos, neg, latent, sigmas, cfg=cfg, seed=seed)
     graph, graph_fps, _ = run_node("VEK_VEnhancerDecode", samples=out, vae=parts["vae"])
     assert torch.equal(one, graph) and fps == graph_fps
 
