@@ -215,13 +215,16 @@ def windows_wrapper(chunk_length: int | None = 32, chunk_overlap: float = 0.5, t
     plans: dict = {}
 
     def plan_for(x: torch.Tensor, entry: dict, config: VEnhancerConfig):
+        """The plan (per clip shape) and this run's ControlNet inputs on x's device (per conditioning entry)."""
         key = (tuple(x.shape[2:]), entry["interp"], x.device)
-        if key not in plans:
-            plan = plan_windows(*x.shape[2:], interp=entry["interp"], chunk_length=chunk_length, chunk_overlap=chunk_overlap,
-                                tile_size=tile_size or None, tile_overlap=tile_overlap, size_ok=lambda h, w: latent_size_ok(h, w, config))
+        cached = plans.get(key)
+        if cached is None or cached[2] is not entry:  # a new clip shape, or another conditioning (a later run)
+            plan = cached[0] if cached is not None else plan_windows(
+                *x.shape[2:], interp=entry["interp"], chunk_length=chunk_length, chunk_overlap=chunk_overlap,
+                tile_size=tile_size or None, tile_overlap=tile_overlap, size_ok=lambda h, w: latent_size_ok(h, w, config))
             plans.clear()
-            plans[key] = plan, {"mask_cond": entry["mask_cond"].to(x.device), "hint": entry["hint"].to(x.device)}
-        return plans[key]
+            plans[key] = plan, {"mask_cond": entry["mask_cond"].to(x.device), "hint": entry["hint"].to(x.device)}, entry
+        return plans[key][:2]
 
     def predict_noise(executor, x, timestep, model_options=None, seed=None):
         model_options = model_options or {}

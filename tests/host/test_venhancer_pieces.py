@@ -186,3 +186,18 @@ def test_windows_node_tiles_and_names_bad_sizes(run_node, parts, piece):  # noqa
         native(run_node, too_big, piece["positive"], piece["negative"], piece["latent"], piece["sigmas"], sampler_name="euler")
     with pytest.raises(Exception, match="input 'model'.*not a VEnhancer MODEL"):
         run_node("VEK_VEnhancerWindows", model=object(), chunk_length=32, chunk_overlap=0.5, tile_size=0, tile_overlap=8)
+
+
+def test_a_later_run_of_the_same_model_uses_its_own_key_frames(run_node, parts):  # noqa: F811
+    """The windows wrapper lives on the loader's (cached) MODEL: a second clip of the same shape must not reuse the first's hint."""
+    (sigmas,) = run_node("VEK_VEnhancerSigmas", solver_mode="normal", steps=2, start_timestep=899)
+    first, second = (condition(run_node, parts, clip(frames=2, h=16, w=16, seed=s)) for s in (11, 12))
+    native(run_node, parts["model"], *first, sigmas, sampler_name="euler")
+    after, _ = native(run_node, parts["model"], *second, sigmas, sampler_name="euler")
+    fresh = parts["model"].clone()
+    pack_windows = type(parts["model"].model).__module__
+    import sys
+
+    sys.modules[pack_windows].set_windows(fresh)  # a new wrapper, no earlier run
+    alone, _ = native(run_node, fresh, *second, sigmas, sampler_name="euler")
+    assert torch.equal(after["samples"], alone["samples"])
