@@ -113,7 +113,10 @@ def check_platform(record: dict) -> None:
 
 #: Workflows whose decoded outputs are not yet reproducible from run to run in one process (an open bug: the
 #: digest of zvrd_restore_colourise changed between two runs of the same code; zvrd_restore_sr4 does not).
-NOT_YET_REPRODUCIBLE = {"zvrd_restore_colourise"}
+#: venhancer_native and venhancer_upscale (issue 11): their tiny-run digests changed between runs of the same code in
+#: separate processes (4 different values in 5 runs; venhancer_nc stayed the same); in one process the one node and the
+#: graph agree bit for bit (tests/host/test_venhancer_pieces.py). Open bug, not yet found.
+NOT_YET_REPRODUCIBLE = {"zvrd_restore_colourise", "venhancer_native", "venhancer_upscale"}
 
 
 def _workflow_param(path: Path):
