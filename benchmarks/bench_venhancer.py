@@ -10,6 +10,13 @@ weights, each frame count in a fresh subprocess (so the CPU RSS peak is not hidd
 run left to the allocator), with the official 32-frame windows and, for contrast, with one window
 holding every frame. Memory should stay flat beyond one window with chunking and grow without it.
 Part 2 times one network forward with torch SDPA against a naive softmax(QK^T/sqrt(d))V.
+
+``--native`` instead runs real ComfyUI in-process (COMFYUI_PATH) with the tiny VEnhancer and compares the native
+pieces (VEnhancer Conditioning's latent, VEnhancer Sigmas, CFGGuider + dpmpp_2m_sde through SamplerCustomAdvanced)
+with the faithful sampler (samplers/venhancer.py) on the same network, conds, noise and settings: time ratio,
+peak memory of each and the relative difference of their outputs, in one run::
+
+    COMFYUI_PATH=/path/to/ComfyUI python benchmarks/bench_venhancer.py --native [--frames 9] [--size 32x40] [--cfg 7.5]
 """
 
 from __future__ import annotations
@@ -90,6 +97,67 @@ def attention_compare(device: str, official_width: bool, frames: int, size: tupl
     return compare(forward("sdpa"), forward("naive"), warmup=1, repeats=3, label=f"forward, {frames} frames {size[0]}x{size[1]} latent: SDPA vs naive", device=device, show=False)
 
 
+def native_pieces(host, frames: int, size: tuple[int, int], mode: str, steps: int, seed: int = 1) -> dict:
+    """The tiny VEnhancer MODEL, prompts, VEnhancer Conditioning's outputs and VEnhancer Sigmas for a random clip."""
+    (model,) = host.run_node("VEK_VEnhancerModelLoader", ckpt_name="vek-tiny-venhancer.safetensors", dtype="fp32")
+    (vae,) = host.run_node("VAELoader", vae_name="vek-tiny-taesd.safetensors")
+    (clip,) = host.run_node("CLIPLoader", clip_name="vek-tiny-clip-l.safetensors", type="stable_diffusion")
+    (pos,) = host.run_node("CLIPTextEncode", clip=clip, text="a sharp detailed video")
+    (neg,) = host.run_node("CLIPTextEncode", clip=clip, text="blurry")
+    images = torch.rand(frames, *size, 3, generator=torch.Generator().manual_seed(0))
+    pos, neg, latent = host.run_node("VEK_VEnhancerConditioning", positive=pos, negative=neg, vae=vae, images=images, fps=8.0, up_scale=1.0,
+                                     resolution_rule="exact", target_fps=0.0, frame_interpolation=1, noise_aug=200, s_cond=8.0,
+                                     padding="minimal", seed=seed)
+    (sigmas,) = host.run_node("VEK_VEnhancerSigmas", solver_mode=mode, steps=steps, start_timestep=899)
+    return {"model": model, "positive": pos, "negative": neg, "latent": latent, "sigmas": sigmas, "seed": seed}
+
+
+def native_runs(host, p: dict, cfg: float, mode: str, steps: int):
+    """Zero-argument callables: the native graph and the faithful sampler (both return scaled x0 latents)."""
+    import functools
+
+    native_model = host.pack_module("nodes._venhancer_model")
+
+    def native():
+        (noise,) = host.run_node("RandomNoise", noise_seed=p["seed"])
+        (guider,) = host.run_node("CFGGuider", model=p["model"], positive=p["positive"], negative=p["negative"], cfg=cfg)
+        (sampler,) = host.run_node("KSamplerSelect", sampler_name="dpmpp_2m_sde")
+        out, _ = host.run_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=p["sigmas"], latent_image=p["latent"])
+        return out["samples"] * S.LATENT_SCALE
+
+    def faithful():
+        native_model.mm.load_models_gpu([p["model"]])
+        entry = p["positive"][0][1]["venhancer"]
+        lat = p["latent"]["samples"] * S.LATENT_SCALE
+        inputs = S.VEnhancerInputs(lat, entry["mask_cond"], p["positive"][0][0], p["negative"][0][0], entry["interp"])
+        ns = native_model.brownian_noise(lat, p["sigmas"], p["seed"])
+        net = functools.partial(V.VEnhancerUNet.forward, p["model"].model.diffusion_model)
+        with torch.no_grad():
+            return S.venhancer_sample(net, inputs, cfg=cfg, mode=mode, steps=steps, generator=torch.Generator().manual_seed(p["seed"]), noise_sampler=ns)
+
+    return native, faithful
+
+
+def native_main(args, size) -> None:
+    from video_enhance_kit.host import ComfyHost, describe_missing_comfyui, find_comfyui
+
+    if find_comfyui() is None:
+        print(describe_missing_comfyui())
+        return
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    host = ComfyHost.start(tiny_models=True)
+    frames = args.frames[0] if args.frames else 9
+    pieces = native_pieces(host, frames, size, args.mode, args.steps)
+    native, faithful = native_runs(host, pieces, args.cfg, args.mode, args.steps)
+    a, b = native(), faithful()
+    diff = float((a - b).abs().max() / b.abs().max())
+    result = compare(native, faithful, warmup=1, repeats=args.repeats, label="native pieces vs faithful sampler", show=False)
+    shape = tuple(pieces["latent"]["samples"].shape)
+    print(f"\nVEnhancer native vs faithful: tiny VEnhancer, latent {shape}, {args.mode} ({len(pieces['sigmas']) - 1} steps), cfg {args.cfg}, CPU")
+    print(f"max |native - faithful| / max |faithful| = {diff:.2e}")
+    print_table([result.row()])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, nargs="+", default=[8, 32, 64, 96])
@@ -100,10 +168,16 @@ def main():
     ap.add_argument("--steps", type=int, default=15, help="normal-mode steps (e.g. 2 for a quick CPU run)")
     ap.add_argument("--no-unchunked", action="store_true", help="skip the single-window contrast runs")
     ap.add_argument("--attention-frames", type=int, default=32, help="frames of the SDPA vs naive forward")
+    ap.add_argument("--native", action="store_true", help="native pieces in ComfyUI vs the faithful sampler (tiny model; --frames[0] key frames, --size in pixels)")
+    ap.add_argument("--cfg", type=float, default=7.5, help="guidance scale of the --native comparison")
+    ap.add_argument("--repeats", type=int, default=3, help="timed rounds of the --native comparison")
     ap.add_argument("--one", nargs=2, type=int, metavar=("FRAMES", "CHUNK"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
 
+    if args.native:
+        native_main(args, size)
+        return
     if args.one:
         print(json.dumps(one_run(args.one[0], size, args.one[1], args.device, args.official_width, args.mode, args.steps)))
         return

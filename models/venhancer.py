@@ -34,9 +34,11 @@ from .venhancer_blocks import (
     Upsample,
     default_attention,
     naive_attention,
+    ops,
     sdpa_attention,
     set_attention_kernel,
     timestep_embedding,
+    using_operations,
     zero_,
 )
 
@@ -113,7 +115,7 @@ def _middle(cfg: VEnhancerConfig) -> Layers:
 
 
 def _embedding(e: int, ch: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(ch, e), nn.SiLU(), nn.Linear(e, e))
+    return nn.Sequential(ops().Linear(ch, e), nn.SiLU(), ops().Linear(e, e))
 
 
 class VideoControlNet(nn.Module):
@@ -127,19 +129,23 @@ class VideoControlNet(nn.Module):
         self.cfg = cfg
         e, ch = cfg.embed_dim, cfg.model_channels
         self.time_embed = _embedding(e, ch)
-        self.hint_time_zero_linear = zero_(nn.Linear(e, e))
-        self.scale_cond = nn.Sequential(nn.Linear(ch, e), nn.SiLU(), zero_(nn.Linear(e, e)))
+        self.hint_time_zero_linear = zero_(ops().Linear(e, e))
+        self.scale_cond = nn.Sequential(ops().Linear(ch, e), nn.SiLU(), zero_(ops().Linear(e, e)))
         skips = _encoder(cfg, self)
-        self.zero_convs = nn.ModuleList([nn.Sequential(zero_(nn.Conv2d(c, c, 1))) for c in skips])
+        self.zero_convs = nn.ModuleList([nn.Sequential(zero_(ops().Conv2d(c, c, 1))) for c in skips])
         self.middle_block = _middle(cfg)
         mid = cfg.model_channels * cfg.channel_mult[-1]
-        self.middle_block_out = nn.Sequential(zero_(nn.Conv2d(mid, mid, 1)))
-        self.input_hint_block = zero_(nn.Conv2d(cfg.in_channels, ch, 3, padding=1))
+        self.middle_block_out = nn.Sequential(zero_(ops().Conv2d(mid, mid, 1)))
+        self.input_hint_block = zero_(ops().Conv2d(cfg.in_channels, ch, 3, padding=1))
 
-    def forward(self, x, t, context, hint=None, t_hint=None, s_cond=None, mask_cond=None, attention: AttentionFn = default_attention) -> list[torch.Tensor]:
-        """x [B, C, F, H, W], t [B]; hint [B, C, K, H, W] key-frame latents; mask_cond [B, F] (key index or -1)."""
+    def forward(self, x, t, context, hint=None, t_hint=None, s_cond=None, mask_cond=None, attention: AttentionFn = default_attention,
+                dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+        """x [B, C, F, H, W], t [B]; hint [B, C, K, H, W] key-frame latents; mask_cond [B, F] (key index or -1).
+
+        dtype: the compute dtype (default: the weights' dtype).
+        """
         b, _, f, h, w = x.shape
-        dtype = self.input_hint_block.weight.dtype
+        dtype = self.input_hint_block.weight.dtype if dtype is None else dtype
         ch = self.cfg.model_channels
         emb = self.time_embed(timestep_embedding(t, ch).to(dtype))  # [B, E]
         emb = emb[:, None].repeat(1, f, 1)  # [B, F, E]
@@ -171,8 +177,8 @@ class VideoControlNet(nn.Module):
 
 def fold_context(context: torch.Tensor, frames: int) -> torch.Tensor:
     """Text tokens [B, L, D] -> one per frame [(B F), L, D] (an expanded view, no copy)."""
-    b, l, d = context.shape
-    return context[:, None].expand(b, frames, l, d).reshape(b * frames, l, d) if b > 1 else context
+    b, n_tokens, d = context.shape
+    return context[:, None].expand(b, frames, n_tokens, d).reshape(b * frames, n_tokens, d) if b > 1 else context
 
 
 def scatter_hint(conv: nn.Module, hint: torch.Tensor, mask_cond: torch.Tensor) -> torch.Tensor:
@@ -190,10 +196,20 @@ def scatter_hint(conv: nn.Module, hint: torch.Tensor, mask_cond: torch.Tensor) -
 
 
 class VEnhancerUNet(nn.Module):
-    """The 3D UNet (v-prediction) with its video ControlNet: forward(x, t, context, ...) -> v [B, C, F, H, W]."""
+    """The 3D UNet (v-prediction) with its video ControlNet: forward(x, t, context, ...) -> v [B, C, F, H, W].
 
-    def __init__(self, cfg: VEnhancerConfig = OFFICIAL_CONFIG):
+    operations: the layer classes (Linear, Conv1d, Conv2d, Conv3d, GroupNorm, LayerNorm) to build from; None is
+    torch.nn. A host passes its own (ComfyUI: ``comfy.ops`` classes, so weight dtypes, manual casting and offloading
+    apply). ``compute_dtype`` (default None: the weights' dtype) is the dtype activations run in.
+    """
+
+    def __init__(self, cfg: VEnhancerConfig = OFFICIAL_CONFIG, operations=None):
         super().__init__()
+        with using_operations(operations):
+            self._build(cfg)
+        self.compute_dtype: torch.dtype | None = None
+
+    def _build(self, cfg: VEnhancerConfig) -> None:
         self.cfg = cfg
         e, ch = cfg.embed_dim, cfg.model_channels
         self.time_embed = _embedding(e, ch)
@@ -212,13 +228,13 @@ class VEnhancerUNet(nn.Module):
                     layers.append(Upsample(out))
                 self.output_blocks.append(Layers(layers))
                 ch = out
-        self.out = nn.Sequential(nn.GroupNorm(32, ch), nn.SiLU(), zero_(nn.Conv2d(ch, cfg.out_channels, 3, padding=1)))
+        self.out = nn.Sequential(ops().GroupNorm(32, ch), nn.SiLU(), zero_(ops().Conv2d(ch, cfg.out_channels, 3, padding=1)))
         if cfg.control:
             self.VideoControlNet = VideoControlNet(cfg)
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.out[-1].weight.dtype
+        return self.compute_dtype or self.out[-1].weight.dtype
 
     def forward(self, x, t, context, hint=None, t_hint=None, s_cond=None, mask_cond=None, control=None, attention: AttentionFn | None = None):
         """v-prediction. x [B, C, F, H, W] (VP-scaled x_t), t [B] timesteps 0..999, context [B, L, D].
@@ -232,9 +248,9 @@ class VEnhancerUNet(nn.Module):
         b, _, f, h, w = x.shape
         check_latent_size(h, w, self.cfg)
         in_dtype = x.dtype
-        if control is None and self.cfg.control:
-            control = self.VideoControlNet(x, t, context, hint=hint, t_hint=t_hint, s_cond=s_cond, mask_cond=mask_cond, attention=attention)
         dtype = self.dtype
+        if control is None and self.cfg.control:
+            control = self.VideoControlNet(x, t, context, hint=hint, t_hint=t_hint, s_cond=s_cond, mask_cond=mask_cond, attention=attention, dtype=dtype)
         context = context.to(dtype)
         emb = self.time_embed(timestep_embedding(t, self.cfg.model_channels).to(dtype))
         ctx = LayerContext(emb.repeat_interleave(f, dim=0), fold_context(context, f), b, f, attention)
@@ -280,10 +296,10 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def build_venhancer(cfg: VEnhancerConfig = OFFICIAL_CONFIG, device="cpu", dtype=torch.float32) -> VEnhancerUNet:
-    """Build the network on ``device`` ('meta' allocates nothing) in ``dtype``, eval mode."""
+def build_venhancer(cfg: VEnhancerConfig = OFFICIAL_CONFIG, device="cpu", dtype=torch.float32, operations=None) -> VEnhancerUNet:
+    """Build the network on ``device`` ('meta' allocates nothing) in ``dtype``, eval mode, from ``operations`` (None: torch.nn)."""
     with torch.device(device):
-        model = VEnhancerUNet(cfg)
+        model = VEnhancerUNet(cfg, operations)
     return model.to(dtype=dtype).eval().requires_grad_(False)
 
 
@@ -308,6 +324,7 @@ __all__ = [
     "official_key",
     "scatter_hint",
     "tiny_venhancer",
+    "using_operations",
     "sdpa_attention",
     "set_attention_kernel",
 ]

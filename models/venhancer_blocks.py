@@ -8,12 +8,33 @@ host can route every attention call of the network through its own kernel.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+#: The layer classes the network is built from (Linear, Conv1d, Conv2d, Conv3d, GroupNorm, LayerNorm): torch.nn by
+#: default; :func:`using_operations` swaps in a host's (e.g. ComfyUI's ``comfy.ops`` classes) while a network is built.
+_OPS = {"ops": nn}
+
+
+def ops():
+    """The operations namespace layers are built from (torch.nn unless inside :func:`using_operations`)."""
+    return _OPS["ops"]
+
+
+@contextlib.contextmanager
+def using_operations(operations):
+    """Build layers from ``operations`` (an object with Linear, Conv1d, Conv2d, Conv3d, GroupNorm, LayerNorm) inside the block."""
+    previous = _OPS["ops"]
+    _OPS["ops"] = nn if operations is None else operations
+    try:
+        yield
+    finally:
+        _OPS["ops"] = previous
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -87,10 +108,10 @@ class Attention(nn.Module):
         super().__init__()
         inner = heads * head_dim
         self.heads = heads
-        self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_k = nn.Linear(context_dim or dim, inner, bias=False)
-        self.to_v = nn.Linear(context_dim or dim, inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner, dim))
+        self.to_q = ops().Linear(dim, inner, bias=False)
+        self.to_k = ops().Linear(context_dim or dim, inner, bias=False)
+        self.to_v = ops().Linear(context_dim or dim, inner, bias=False)
+        self.to_out = nn.Sequential(ops().Linear(inner, dim))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, attention: AttentionFn = default_attention) -> torch.Tensor:
         context = x if context is None else context
@@ -107,7 +128,7 @@ class GEGLU(nn.Module):
 
     def __init__(self, dim: int, inner: int):
         super().__init__()
-        self.proj = nn.Linear(dim, inner * 2)
+        self.proj = ops().Linear(dim, inner * 2)
 
     def forward(self, x):
         a, gate = self.proj(x).chunk(2, dim=-1)
@@ -119,7 +140,7 @@ class FeedForward(nn.Module):
 
     def __init__(self, dim: int, mult: int = 4):
         super().__init__()
-        self.net = nn.Sequential(GEGLU(dim, dim * mult), nn.Dropout(0.0), nn.Linear(dim * mult, dim))
+        self.net = nn.Sequential(GEGLU(dim, dim * mult), nn.Dropout(0.0), ops().Linear(dim * mult, dim))
 
     def forward(self, x):
         return self.net(x)
@@ -133,9 +154,9 @@ class TransformerBlock(nn.Module):
         self.attn1 = Attention(dim, heads, head_dim)
         self.ff = FeedForward(dim)
         self.attn2 = Attention(dim, heads, head_dim, context_dim)
-        self.norm1 = nn.LayerNorm(dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.norm3 = nn.LayerNorm(dim)
+        self.norm1 = ops().LayerNorm(dim)
+        self.norm2 = ops().LayerNorm(dim)
+        self.norm3 = ops().LayerNorm(dim)
 
     def forward(self, x, context=None, attention: AttentionFn = default_attention):
         x = self.attn1(self.norm1(x), attention=attention) + x
@@ -148,10 +169,10 @@ class SpatialTransformer(nn.Module):
 
     def __init__(self, channels: int, head_dim: int, context_dim: int):
         super().__init__()
-        self.norm = nn.GroupNorm(32, channels, eps=1e-6)
-        self.proj_in = nn.Linear(channels, channels)
+        self.norm = ops().GroupNorm(32, channels, eps=1e-6)
+        self.proj_in = ops().Linear(channels, channels)
         self.transformer_blocks = nn.ModuleList([TransformerBlock(channels, channels // head_dim, head_dim, context_dim)])
-        self.proj_out = zero_(nn.Linear(channels, channels))
+        self.proj_out = zero_(ops().Linear(channels, channels))
 
     def forward(self, x, ctx):
         n, c, h, w = x.shape
@@ -172,20 +193,20 @@ class TemporalTransformer(nn.Module):
     def __init__(self, channels: int, heads: int, head_dim: int):
         super().__init__()
         inner = heads * head_dim
-        self.norm = nn.GroupNorm(32, channels, eps=1e-6)
-        self.proj_in = nn.Conv1d(channels, inner, 1)
+        self.norm = ops().GroupNorm(32, channels, eps=1e-6)
+        self.proj_in = ops().Conv1d(channels, inner, 1)
         self.transformer_blocks = nn.ModuleList([TransformerBlock(inner, heads, head_dim, None)])
-        self.proj_out = zero_(nn.Conv1d(inner, channels, 1))
+        self.proj_out = zero_(ops().Conv1d(inner, channels, 1))
 
     def forward(self, x, ctx):
         b, f = ctx.batch, ctx.frames
         _, c, h, w = x.shape
         y = self.norm(x.reshape(b, f, c, h, w).transpose(1, 2))  # [B, C, F, H, W]
         y = y.permute(0, 3, 4, 2, 1).reshape(b * h * w, f, c)  # [(B H W), F, C]
-        y = F.linear(y, self.proj_in.weight[..., 0], self.proj_in.bias)
+        y = self.proj_in(y.transpose(1, 2)).transpose(1, 2)  # Conv1d k=1 over channels (the host's cast applies)
         for block in self.transformer_blocks:
             y = block(y, attention=ctx.attention)
-        y = F.linear(y, self.proj_out.weight[..., 0], self.proj_out.bias)
+        y = self.proj_out(y.transpose(1, 2)).transpose(1, 2)
         y = y.reshape(b, h, w, f, c).permute(0, 3, 4, 1, 2).reshape(b * f, c, h, w)
         return y + x
 
@@ -200,8 +221,8 @@ class TemporalConvBlock(nn.Module):
         super().__init__()
 
         def stage(dropout: bool):
-            conv = nn.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0))
-            layers = [nn.GroupNorm(32, channels), nn.SiLU()] + ([nn.Dropout(0.1)] if dropout else []) + [conv]
+            conv = ops().Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0))
+            layers = [ops().GroupNorm(32, channels), nn.SiLU()] + ([nn.Dropout(0.1)] if dropout else []) + [conv]
             return nn.Sequential(*layers)
 
         self.conv1 = stage(False)
@@ -222,12 +243,12 @@ class ResBlock(nn.Module):
 
     def __init__(self, channels: int, out_channels: int, embed_dim: int):
         super().__init__()
-        self.in_layers = nn.Sequential(nn.GroupNorm(32, channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
-        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(embed_dim, out_channels))
+        self.in_layers = nn.Sequential(ops().GroupNorm(32, channels), nn.SiLU(), ops().Conv2d(channels, out_channels, 3, padding=1))
+        self.emb_layers = nn.Sequential(nn.SiLU(), ops().Linear(embed_dim, out_channels))
         self.out_layers = nn.Sequential(
-            nn.GroupNorm(32, out_channels), nn.SiLU(), nn.Dropout(0.1), zero_(nn.Conv2d(out_channels, out_channels, 3, padding=1))
+            ops().GroupNorm(32, out_channels), nn.SiLU(), nn.Dropout(0.1), zero_(ops().Conv2d(out_channels, out_channels, 3, padding=1))
         )
-        self.skip_connection = nn.Identity() if channels == out_channels else nn.Conv2d(channels, out_channels, 1)
+        self.skip_connection = nn.Identity() if channels == out_channels else ops().Conv2d(channels, out_channels, 1)
         self.temopral_conv = TemporalConvBlock(out_channels)  # upstream spelling = checkpoint key
 
     def forward(self, x, ctx):
@@ -241,7 +262,7 @@ class Downsample(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=(2, 1))
+        self.op = ops().Conv2d(channels, channels, 3, stride=2, padding=(2, 1))
 
     def forward(self, x, ctx):
         return self.op(x)
@@ -252,26 +273,24 @@ class Upsample(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv = ops().Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x, ctx):
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")[..., 1:-1, :]
         return self.conv(x)
 
 
-class Conv(nn.Conv2d):
-    """The input conv, with the (x, ctx) calling convention of the other layers."""
-
-    def forward(self, x, ctx=None):
-        return super().forward(x)
+def Conv(*args, **kwargs) -> nn.Conv2d:  # noqa: N802 (a layer constructor)
+    """The input conv (a plain Conv2d of the active operations; :class:`Layers` calls it without ctx)."""
+    return ops().Conv2d(*args, **kwargs)
 
 
 class Layers(nn.ModuleList):
-    """A sequence of layers called as layer(x, ctx) (one entry of input_blocks / output_blocks)."""
+    """A sequence of layers called as layer(x, ctx) (one entry of input_blocks / output_blocks); plain convs as conv(x)."""
 
     def forward(self, x, ctx):
         for layer in self:
-            x = layer(x, ctx)
+            x = layer(x) if isinstance(layer, nn.Conv2d) else layer(x, ctx)
         return x
 
 

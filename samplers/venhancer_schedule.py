@@ -82,12 +82,7 @@ class VEnhancerSchedule:
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         """Fractional timestep of a VE sigma (inverse of t_to_sigma)."""
         sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1)
-        log_s = self.log_ve_sigmas.to(sigma)
-        ls = sigma.log()
-        low = ((log_s[:, None] <= ls[None]).sum(0) - 1).clamp(0, len(log_s) - 2)
-        lo_v, hi_v = log_s[low], log_s[low + 1]
-        w = ((lo_v - ls) / (lo_v - hi_v)).clamp(0, 1)
-        return (1 - w) * low + w * (low + 1)
+        return sigma_to_timestep(sigma, self.log_ve_sigmas.to(sigma))
 
     def model_timestep(self, sigma: torch.Tensor) -> int:
         """The integer timestep the network sees for VE sigma (rounded)."""
@@ -96,6 +91,15 @@ class VEnhancerSchedule:
     def model_timesteps(self, sigmas: torch.Tensor) -> list[int]:
         """:meth:`model_timestep` of every VE sigma in ``sigmas`` [n], in one read (once per run)."""
         return self.sigma_to_t(sigmas).round().long().tolist()
+
+
+def sigma_to_timestep(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
+    """Fractional timestep of VE sigmas [n] in a table of log sigmas [N] (log-linear interpolation); on sigma's device, no sync."""
+    ls = sigma.reshape(-1).to(log_sigmas).log()
+    low = ((log_sigmas[:, None] <= ls[None]).sum(0) - 1).clamp(0, len(log_sigmas) - 2)
+    lo_v, hi_v = log_sigmas[low], log_sigmas[low + 1]
+    w = ((lo_v - ls) / (lo_v - hi_v)).clamp(0, 1)
+    return (1 - w) * low + w * (low + 1)
 
 
 def trailing_timesteps(mode: str = "fast", steps: int = 15, t_max: int = T_START, t_min: int = 0) -> torch.Tensor:

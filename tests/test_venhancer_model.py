@@ -177,3 +177,40 @@ def test_scatter_hint_is_sync_free_and_handles_a_batch(gen, monkeypatch):
             key = int(mask[b, f])
             expected = hint[b, :, key] if key >= 0 else torch.zeros(2, 2, 2)
             assert torch.equal(out[b, f], expected)
+
+
+def test_operations_argument_builds_every_layer_from_the_given_classes(gen):
+    """A host's layer classes (ComfyUI's comfy.ops) build every weight layer; same state dict, same output."""
+    import types
+
+    made = []
+
+    def tracked(base):
+        return type("Tracked" + base.__name__, (base,), {"__init__": lambda self, *a, **k: (base.__init__(self, *a, **k), made.append(self))[0]})
+
+    names = ("Linear", "Conv1d", "Conv2d", "Conv3d", "GroupNorm", "LayerNorm")
+    operations = types.SimpleNamespace(**{n: tracked(getattr(torch.nn, n)) for n in names})
+    cfg = V.VEnhancerConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=1, head_dim=16, context_dim=16, temporal_heads=1)
+    plain = randomize(V.build_venhancer(cfg), gen)
+    hosted = V.build_venhancer(cfg, operations=operations)
+    weight_layers = [m for m in hosted.modules() if isinstance(m, tuple(getattr(torch.nn, n) for n in names))]
+    assert len(weight_layers) == len(made) > 50 and all(type(m).__name__.startswith("Tracked") for m in weight_layers)
+    assert not any(type(m).__name__.startswith("Tracked") for m in V.build_venhancer(cfg).modules())  # the scope ends with the build
+    hosted.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 4, 3, 10, 8, generator=gen)
+    t, ctx = torch.tensor([500]), torch.randn(1, 5, 16, generator=gen)
+    kw = {"hint": torch.randn(1, 4, 2, 10, 8, generator=gen), "t_hint": torch.tensor([199]), "s_cond": torch.tensor([8.0]), "mask_cond": torch.tensor([[0, -1, 1]])}
+    assert torch.equal(plain(x, t, ctx, **kw), hosted(x, t, ctx, **kw))
+
+
+def test_compute_dtype_runs_activations_in_another_dtype_than_the_weights(gen):
+    cfg = V.VEnhancerConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=1, head_dim=16, context_dim=16, temporal_heads=1)
+    model = V.build_venhancer(cfg)
+    x, t, ctx = torch.randn(1, 4, 2, 10, 8, generator=gen), torch.tensor([300]), torch.randn(1, 5, 16, generator=gen)
+    ref = model(x, t, ctx)
+    model.compute_dtype = torch.float64
+    assert model.dtype == torch.float64
+    with pytest.raises(RuntimeError):  # float32 weights cannot run float64 activations without a host's casting layers
+        model(x, t, ctx)
+    model.compute_dtype = None
+    assert torch.equal(model(x, t, ctx), ref)

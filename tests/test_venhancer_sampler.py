@@ -60,15 +60,15 @@ def test_padding_matches_the_facts():
     assert S.pad_to_fit(1080, 1920) == (0, 64, 0, 24)
     assert S.pad_to_fit(512, 896) == (192, 192, 104, 104)
     for h, w in [(1080, 1920), (512, 896), (720, 1280), (1440, 2560)]:
-        l, r, t, b = S.pad_to_fit(h, w)
-        assert V.latent_size_ok((h + t + b) // 8, (w + l + r) // 8)
+        left, r, t, b = S.pad_to_fit(h, w)
+        assert V.latent_size_ok((h + t + b) // 8, (w + left + r) // 8)
 
 
 def test_minimal_padding_fits_and_is_small():
     for h, w in [(64, 64), (100, 180), (1080, 1920)]:
-        l, r, t, b = S.pad_minimal(h, w, V.latent_size_ok)
-        assert V.latent_size_ok((h + t + b) // 8, (w + l + r) // 8)
-        assert t + b < 64 and l + r < 64
+        left, r, t, b = S.pad_minimal(h, w, V.latent_size_ok)
+        assert V.latent_size_ok((h + t + b) // 8, (w + left + r) // 8)
+        assert t + b < 64 and left + r < 64
 
 
 def test_adjust_resolution_keeps_the_area_window():
@@ -201,3 +201,15 @@ def test_no_host_sync_per_step(gen, monkeypatch):
     # per run: the integer timesteps of the schedule and where it ends (one read each); none per step
     # (before: model_timestep(sigma).item() and `if s_next == 0` at every step, 2 x 3 more reads with 6 steps)
     assert counts[6] == counts[3]
+
+
+def test_sigma_to_timestep_on_any_table_equals_the_schedule_rule():
+    """The host's model sampling uses sigma_to_timestep on its own table: on the schedule's table it is sigma_to_t."""
+    from video_enhance_kit.samplers.venhancer_schedule import sigma_to_timestep
+
+    sched = S.VEnhancerSchedule.official()
+    sig = S.solver_sigmas(sched, "normal", 15)[:-1]
+    table = sched.log_ve_sigmas.clone()
+    table[-1] = 8.4  # a finite stand-in for the infinite last entry (ComfyUI's zsnr value, log 4518.8)
+    assert torch.equal(sigma_to_timestep(sig, table), sched.sigma_to_t(sig))
+    assert sigma_to_timestep(sig, table).round().long().tolist() == [899, 843, 786, 730, 674, 618, 562, 505, 449, 393, 336, 280, 224, 168, 112]

@@ -43,8 +43,10 @@ def test_loader_gives_a_managed_model(parts, comfy_host):
 
     patcher = parts["model"]
     assert isinstance(patcher, comfy.model_patcher.ModelPatcher)
-    assert patcher.model.cfg.context_dim == 768 and patcher.model.cfg.channel_mult == (1, 2)
+    cfg = patcher.model.venhancer_config
+    assert cfg.context_dim == 768 and cfg.channel_mult == (1, 2)
     assert patcher.model_size() > 0
+    assert type(patcher.get_model_object("model_sampling")).__name__ == "VEnhancerModelSampling"
 
 
 def test_upscale_frames_size_fps_and_inputs_unchanged(run_node, parts):
@@ -114,8 +116,8 @@ def test_prompt_with_loaders_progress_and_save(run_prompt):
     seen = []
     result = run_prompt(prompt, on_progress=lambda node, value, maximum: seen.append((node, value, maximum)))
     assert result.success
-    ticks = [v for n, v, m in seen if str(n) == "7" and m == 14 * 2]  # one tick per model call (cond + uncond)
-    assert ticks == list(range(1, 29))
+    ticks = [v for n, v, m in seen if str(n) == "7" and m == 14]  # one tick per solver step (ComfyUI's sampler progress)
+    assert ticks == list(range(1, 15))
     assert any(str(f).endswith(".mp4") for f in result.files)
 
 
@@ -147,7 +149,7 @@ def test_attention_goes_through_comfyui_optimized_attention(run_node, parts, pac
     import comfy.ldm.modules.attention as comfy_attention
 
     blocks = pack("models.venhancer_blocks")
-    net = parts["model"].model
+    net = parts["model"].model.diffusion_model
     layer_calls, seen = [], []
     hooks = [m.register_forward_hook(lambda *_: layer_calls.append(1)) for m in net.modules() if isinstance(m, blocks.Attention)]
 
@@ -160,7 +162,8 @@ def test_attention_goes_through_comfyui_optimized_attention(run_node, parts, pac
         monkeypatch.setattr(comfy_attention, "optimized_attention", recording)
         routed, _, _ = upscale(run_node, parts, images, cfg=1.0)
         monkeypatch.undo()
-        monkeypatch.setattr(pack("nodes.venhancer"), "network_attention", lambda attn_precision=None: blocks.default_attention)
+        monkeypatch.setattr(pack("nodes._venhancer_model"), "comfy_attention",
+                            lambda attn_precision=None: lambda q, k, v, heads, **kw: blocks.default_attention(q, k, v))
         layer_calls.clear()
         core, _, _ = upscale(run_node, parts, images, cfg=1.0)
     finally:
@@ -235,7 +238,7 @@ def test_every_phase_is_named_and_reports_progress(run_node, parts, monkeypatch)
     monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", update_absolute)
     upscale(run_node, parts, clip(frames=9, h=16, w=16), cfg=1.0)
     phases = [text for _, text in recorder.texts]
-    assert phases == [f"VEnhancer Upscale: {name} ({i}/4)" for i, name in enumerate(["resize", "VAE encode", "sampling", "VAE decode"], 1)]
+    assert phases == [f"VEnhancer: {name} ({i}/4)" for i, name in enumerate(["resize", "VAE encode", "sampling", "VAE decode"], 1)]
     assert {node for node, _ in recorder.texts} == {"run_node"}
     finished = {phase for phase, value, total in bars if value == total}
     assert finished == {1, 2, 3, 4}  # each phase's bar reaches its end (2: 3 encode batches, 4: 3 decode batches)
