@@ -17,6 +17,13 @@ with the faithful sampler (samplers/venhancer.py) on the same network, conds, no
 peak memory of each and the relative difference of their outputs, in one run::
 
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/bench_venhancer.py --native [--frames 9] [--size 32x40] [--cfg 7.5]
+
+Scale (issue 13; sections in benchmarks/_venhancer_scale.py, the size sweep is bench_venhancer_tiles.py's)::
+
+    python benchmarks/bench_venhancer.py --scale          # CPU, one run: memory vs output size (tiles on/off) and vs
+                                                          # frames (windows on/off), fp8 vs fp16 outputs, weight memory
+    python benchmarks/bench_venhancer.py --cost           # the cost constant of samplers/venhancer_window_fit.py
+    python benchmarks/bench_venhancer.py --gpu            # CUDA: full-size random weights, fp16 / fp8, 720p / 1080p, 32 / 64 frames
 """
 
 from __future__ import annotations
@@ -171,6 +178,14 @@ def main():
     ap.add_argument("--native", action="store_true", help="native pieces in ComfyUI vs the faithful sampler (tiny model; --frames[0] key frames, --size in pixels)")
     ap.add_argument("--cfg", type=float, default=7.5, help="guidance scale of the --native comparison")
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds of the --native comparison")
+    ap.add_argument("--scale", action="store_true", help="issue 13's CPU run: memory vs output size (tiles on/off) and frames (windows on/off), fp8, weight memory")
+    ap.add_argument("--cost", action="store_true", help="measure the cost per frame x latent pixel of the windows' auto fit")
+    ap.add_argument("--gpu", action="store_true", help="full-size random-weight network on CUDA (fp16 / fp8, 720p / 1080p, 32 / 64 frames)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[16, 24, 32, 48], help="--scale: latent sides of the size sweep")
+    ap.add_argument("--tile", type=int, default=16, help="--scale: tile side (latent pixels)")
+    ap.add_argument("--overlap", type=int, default=4, help="--scale: tile overlap (latent pixels)")
+    ap.add_argument("--size-frames", type=int, default=9, help="--scale: frames of the size sweep")
+    ap.add_argument("--threads", type=int, default=1, help="--scale: torch CPU threads of the size sweep")
     ap.add_argument("--one", nargs=2, type=int, metavar=("FRAMES", "CHUNK"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
@@ -182,6 +197,31 @@ def main():
         print(json.dumps(one_run(args.one[0], size, args.one[1], args.device, args.official_width, args.mode, args.steps)))
         return
 
+    if args.scale or args.cost or args.gpu:
+        scale_main(args)
+        return
+    frames_rows(args)
+    result = attention_compare(args.device, args.official_width, args.attention_frames, size)
+    print("\nAttention: torch SDPA (fn) vs naive softmax(QK^T)V (baseline); ratio < 1 = SDPA faster")
+    print_table([result.row()])
+
+
+def scale_main(args) -> None:
+    import _venhancer_scale as X
+
+    if args.cost:
+        X.cost_constant(device=args.device)
+    if args.scale:
+        X.size_sweep(args.sizes, args.tile, args.overlap, args.size_frames, args.device, args.threads)
+        frames_rows(args)
+        X.fp8_vs_fp16()
+        X.weight_memory()
+    if args.gpu:
+        X.gpu_section()
+
+
+def frames_rows(args) -> dict:
+    """Peak memory and time vs frames, 32-frame windows and one window, each run in a fresh subprocess."""
     rows = []
     for frames in args.frames:
         modes = [("32-frame windows", 32)] + ([] if args.no_unchunked else [("one window", max(frames, 32))])
@@ -198,10 +238,7 @@ def main():
     calls = len(S.model_call_timesteps(args.mode, args.steps))
     print(f"\nVEnhancer sampling ({args.mode}, {calls} calls per window), cfg 1, {'official-width' if args.official_width else 'small'} config, latent {args.size}, {args.device} ({r['method']})")
     print_table(rows)
-
-    result = attention_compare(args.device, args.official_width, args.attention_frames, size)
-    print("\nAttention: torch SDPA (fn) vs naive softmax(QK^T)V (baseline); ratio < 1 = SDPA faster")
-    print_table([result.row()])
+    return r
 
 
 if __name__ == "__main__":

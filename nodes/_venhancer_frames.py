@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ..models.venhancer import latent_size_ok
 from ..samplers import venhancer as S
 from ..utils.checks import InputError
+from ..utils.memory import PeakMemory, memory_ui, report_lines
 from ._common import Progress, show_text, throw_if_interrupted
 from ._compat import check_vae_channels
 
@@ -116,3 +117,12 @@ def check_vae(vae, cfg) -> None:
     down = getattr(vae, "downscale_ratio", 8)
     if not isinstance(down, int) or down != 8:
         raise InputError("vae", f"has downscale ratio {down}, VEnhancer needs an 8x SD VAE", fix)
+
+
+def memory_output(outputs: tuple, peak: PeakMemory, title: str):
+    """``io.NodeOutput(*outputs)`` with ``peak``'s report in the UI output (``vek_memory``), its lines shown on the node and logged."""
+    from comfy_api.latest import io
+
+    report = peak.report()
+    show_text("\n".join(report_lines(report, f"{title} peak memory")))
+    return io.NodeOutput(*outputs, ui=memory_ui(report))

@@ -30,9 +30,10 @@ import torch
 from ..models.venhancer import OFFICIAL_CONFIG, VEnhancerConfig, VEnhancerUNet, latent_size_ok
 from ..samplers.venhancer import GUIDE_RESCALE
 from ..samplers.venhancer_schedule import VEnhancerSchedule, sigma_to_timestep
+from ..samplers.venhancer_window_fit import HEADROOM_BYTES, auto_window, bytes_per_frame_pixel
 from ..samplers.venhancer_windows import plan_windows, windowed_prediction
 from ..utils.checks import InputError
-from ._common import comfy_attention
+from ._common import comfy_attention, show_text
 
 #: sigma(999), infinite under zero terminal SNR, stored as ComfyUI's zsnr value (alphas_bar = 4.8973451890853435e-08).
 TERMINAL_SIGMA = float(((1 - 4.8973451890853435e-08) / 4.8973451890853435e-08) ** 0.5)
@@ -41,6 +42,9 @@ COND_KEY = "venhancer"
 #: transformer_options entry naming the frames [a, b) of the window a model call sees; the wrapper's key.
 WINDOW_OPTION = "venhancer_window"
 WINDOWS_KEY = "video_enhance_kit.venhancer_windows"
+#: The windows' ``auto_fit`` modes: off (chunk_length / tile_size as set), auto (the longest window that fits the free
+#: memory, chunk_length its upper bound), auto + tiles (then the largest tile too).
+AUTO_FITS = ("off", "auto", "auto + tiles")
 CONTEXT_FIX = "encode the prompt with the SD 2.x text encoder (OpenCLIP ViT-H, e.g. CLIPLoader type stable_diffusion with open_clip_vit_h / sd2 clip)"
 
 
@@ -204,7 +208,23 @@ def official_cfg(rescale: float = GUIDE_RESCALE):
     return cfg_function
 
 
-def windows_wrapper(chunk_length: int | None = 32, chunk_overlap: float = 0.5, tile_size: int | None = None, tile_overlap: int = 8):
+def fit_to_memory(x: torch.Tensor, interp: int, model, chunk_length: int | None, chunk_overlap: float, tile_overlap: int, tiles: bool):
+    """(chunk_length, tile) from the free device memory and the cost per frame x latent pixel (auto_fit); shown and logged."""
+    free = mm.get_free_memory(x.device)
+    config = getattr(model, "venhancer_config", None) or OFFICIAL_CONFIG
+    dtype = getattr(model, "manual_cast_dtype", None) or x.dtype
+    per = bytes_per_frame_pixel(config.model_channels, torch.empty((), dtype=dtype).element_size())
+    frames, h, w = x.shape[2:]
+    chunk, tile = auto_window(free - HEADROOM_BYTES, per, 0.0, frames, h, w, tiles, interp=interp, max_chunk_length=chunk_length,
+                              chunk_overlap=chunk_overlap, tile_overlap=tile_overlap, size_ok=lambda a, b: latent_size_ok(a, b, config))
+    tile_text = f"tiles {tile[0]}x{tile[1]} latent pixels" if tile else "no tiles"
+    show_text(f"VEnhancer Windows auto: {free / 2**30:.2f} GiB free, {per / 1024:.1f} KiB per frame x latent pixel (computed) "
+              f"-> chunk_length {chunk}, {tile_text} (clip {frames} frames of {h}x{w} latents)")
+    return chunk, tile
+
+
+def windows_wrapper(chunk_length: int | None = 32, chunk_overlap: float = 0.5, tile_size: int | None = None, tile_overlap: int = 8,
+                    auto_fit: str = "off"):
     """PREDICT_NOISE wrapper: the guided x0 as the official key-frame-aligned windows (cross-faded) x spatial tiles.
 
     It wraps the guider's whole prediction (conditional and unconditional pass, CFG and its rescale per window,
@@ -214,14 +234,19 @@ def windows_wrapper(chunk_length: int | None = 32, chunk_overlap: float = 0.5, t
     """
     plans: dict = {}
 
-    def plan_for(x: torch.Tensor, entry: dict, config: VEnhancerConfig):
+    def new_plan(x: torch.Tensor, interp: int, model, config: VEnhancerConfig):
+        chunk, tile = chunk_length, tile_size or None
+        if auto_fit != "off":
+            chunk, tile = fit_to_memory(x, interp, model, chunk_length, chunk_overlap, tile_overlap, auto_fit == "auto + tiles")
+        return plan_windows(*x.shape[2:], interp=interp, chunk_length=chunk, chunk_overlap=chunk_overlap, tile_size=tile,
+                            tile_overlap=tile_overlap, size_ok=lambda h, w: latent_size_ok(h, w, config))
+
+    def plan_for(x: torch.Tensor, entry: dict, model, config: VEnhancerConfig):
         """The plan (per clip shape) and this run's ControlNet inputs on x's device (per conditioning entry)."""
         key = (tuple(x.shape[2:]), entry["interp"], x.device)
         cached = plans.get(key)
         if cached is None or cached[2] is not entry:  # a new clip shape, or another conditioning (a later run)
-            plan = cached[0] if cached is not None else plan_windows(
-                *x.shape[2:], interp=entry["interp"], chunk_length=chunk_length, chunk_overlap=chunk_overlap,
-                tile_size=tile_size or None, tile_overlap=tile_overlap, size_ok=lambda h, w: latent_size_ok(h, w, config))
+            plan = cached[0] if cached is not None else new_plan(x, entry["interp"], model, config)
             plans.clear()
             plans[key] = plan, {"mask_cond": entry["mask_cond"].to(x.device), "hint": entry["hint"].to(x.device)}, entry
         return plans[key][:2]
@@ -231,8 +256,9 @@ def windows_wrapper(chunk_length: int | None = 32, chunk_overlap: float = 0.5, t
         if x.ndim != 5:
             return executor(x, timestep, model_options, seed)
         guider = executor.class_obj
-        config = getattr(guider.model_patcher.model, "venhancer_config", None) or OFFICIAL_CONFIG
-        plan, conds = plan_for(x, clip_entry(guider), config)
+        model = guider.model_patcher.model
+        config = getattr(model, "venhancer_config", None) or OFFICIAL_CONFIG
+        plan, conds = plan_for(x, clip_entry(guider), model, config)
 
         def predict(xs, sliced):
             options = dict(model_options, transformer_options={**model_options.get("transformer_options", {}), WINDOW_OPTION: sliced})
@@ -252,11 +278,14 @@ def clip_entry(guider) -> dict:
     raise InputError("positive", "carries no VEnhancer ControlNet inputs", "pass positive and negative through VEnhancer Conditioning")
 
 
-def set_windows(patcher, chunk_length: int | None = 32, chunk_overlap: float = 0.5, tile_size: int | None = None, tile_overlap: int = 8) -> None:
-    """Put (or replace) the windows and tiles on ``patcher`` (a clone the caller owns); chunk_length None: one window."""
+def set_windows(patcher, chunk_length: int | None = 32, chunk_overlap: float = 0.5, tile_size: int | None = None, tile_overlap: int = 8,
+                auto_fit: str = "off") -> None:
+    """Put (or replace) the windows and tiles on ``patcher`` (a clone the caller owns); chunk_length None: one window.
+
+    ``auto_fit`` (:data:`AUTO_FITS`) other than "off": chunk_length (the upper bound) and the tile are chosen per clip from free memory."""
     kind = comfy.patcher_extension.WrappersMP.PREDICT_NOISE
     patcher.remove_wrappers_with_key(kind, WINDOWS_KEY)
-    patcher.add_wrapper_with_key(kind, WINDOWS_KEY, windows_wrapper(chunk_length, float(chunk_overlap), tile_size, int(tile_overlap)))
+    patcher.add_wrapper_with_key(kind, WINDOWS_KEY, windows_wrapper(chunk_length, float(chunk_overlap), tile_size, int(tile_overlap), auto_fit))
 
 
 def native_patcher(sd: dict, config: VEnhancerConfig, dtype: torch.dtype | None, guide_rescale: float = GUIDE_RESCALE):

@@ -20,16 +20,19 @@ from ..models.venhancer import VEnhancerUNet
 from ..models.venhancer_loading import CheckpointError, check_keys, infer_config, read_state_dict
 from ..samplers.venhancer import GUIDE_RESCALE
 from ..utils.checks import InputError, check_choice
+from ..utils.memory import PeakMemory
 from ._common import bounds, check_ranges, show_text
-from ._venhancer_frames import PHASES, frames_between
-from ._venhancer_model import is_venhancer, native_patcher, set_windows
+from ._venhancer_frames import PHASES, frames_between, memory_output
+from ._venhancer_model import AUTO_FITS, is_venhancer, native_patcher, set_windows
 from .venhancer_native import RANGES as NATIVE_RANGES
-from .venhancer_native import SOLVER_MODES, build_conditioning, conditioning_inputs, decode_clip, official_sigmas
+from .venhancer_native import SOLVER_MODES, auto_fit_input, build_conditioning, conditioning_inputs, decode_clip, official_sigmas
 
 CATEGORY = "video-enhance-kit/venhancer"
 FOLDER = "venhancer"
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32, "fp8_e4m3fn": torch.float8_e4m3fn}
 RANGES = {**NATIVE_RANGES, "cfg": (1.0, 20.0), "chunk_length": (4, 256), "chunk_overlap": (0.1, 0.5)}
+#: The phases of VEnhancer Upscale's memory report (VAE encode includes the resize; decode includes unpadding).
+MEMORY_PHASES = ("encode", "sampling", "decode")
 MODEL_FIX = ("connect VEnhancer Model Loader's MODEL (a workflow saved with the old VEK_VENHANCER_MODEL output: "
              "delete the link and connect the loader's output again)")
 
@@ -103,6 +106,7 @@ def upscale_inputs() -> list:
         io.Int.Input("chunk_length", default=32, **bounds(RANGES, "chunk_length"), tooltip="Frames per temporal window (official 32). Memory grows with it; longer clips are processed in overlapping windows with flat memory."),
         io.Float.Input("chunk_overlap", default=0.5, **bounds(RANGES, "chunk_overlap"), step=0.05, tooltip="Overlap of consecutive windows (official 0.5); the predictions are cross-faded over it at every step."),
         shared["padding"],
+        auto_fit_input(),
     ]
 
 
@@ -133,18 +137,24 @@ class VEnhancerUpscale(io.ComfyNode):
     @classmethod
     def execute(cls, venhancer_model, images, fps, positive, negative, vae, up_scale=4.0, resolution_rule="official",
                 target_fps=24.0, frame_interpolation=0, noise_aug=200, s_cond=8.0, cfg=7.5, solver_mode="fast", steps=15,
-                seed=666, chunk_length=32, chunk_overlap=0.5, padding="official"):
+                seed=666, chunk_length=32, chunk_overlap=0.5, padding="official", auto_fit="off"):
         if not is_venhancer(venhancer_model):
             raise InputError("venhancer_model", "is not a VEnhancer MODEL", MODEL_FIX)
         check_ranges(RANGES, fps=fps, cfg=cfg, chunk_length=chunk_length, chunk_overlap=chunk_overlap)
-        pos, neg, latent = build_conditioning(positive, negative, vae, images, fps, up_scale, resolution_rule, target_fps,
-                                              frame_interpolation, noise_aug, s_cond, padding, seed)
         frames_between(fps, target_fps, frame_interpolation, chunk_length)
+        peak = PeakMemory(MEMORY_PHASES, device=mm.get_torch_device())
+        with peak.phase("encode"):
+            pos, neg, latent = build_conditioning(positive, negative, vae, images, fps, up_scale, resolution_rule, target_fps,
+                                                  frame_interpolation, noise_aug, s_cond, padding, seed)
         model = venhancer_model.clone()
-        set_windows(model, chunk_length, chunk_overlap)
+        check_choice(auto_fit, "auto_fit", AUTO_FITS)
+        set_windows(model, chunk_length, chunk_overlap, auto_fit=auto_fit)
         show_text(f"VEnhancer: {PHASES[2]} (3/{len(PHASES)})")
-        samples = sample_pieces(model, pos, neg, latent, official_sigmas(solver_mode, steps), float(cfg), int(seed))
-        return io.NodeOutput(*decode_clip(vae, samples))
+        with peak.phase("sampling"):
+            samples = sample_pieces(model, pos, neg, latent, official_sigmas(solver_mode, steps), float(cfg), int(seed))
+        with peak.phase("decode"):
+            out = decode_clip(vae, samples)
+        return memory_output(out, peak, "VEnhancer Upscale")
 
 
 def sample_pieces(model, positive, negative, latent: dict, sigmas, cfg: float, seed: int) -> dict:

@@ -17,9 +17,10 @@ from ..models.venhancer import OFFICIAL_CONFIG
 from ..samplers import venhancer as S
 from ..samplers.venhancer_schedule import NUM_TIMESTEPS, T_START
 from ..utils.checks import InputError, check_choice
+from ..utils.memory import PeakMemory
 from ._common import bounds, check_ranges, image_frames
-from ._venhancer_frames import CONTEXT_TOKENS, _decode, check_vae, encoded_frames, frames_between
-from ._venhancer_model import COND_KEY, TERMINAL_SIGMA, is_venhancer, set_windows
+from ._venhancer_frames import CONTEXT_TOKENS, _decode, check_vae, encoded_frames, frames_between, memory_output
+from ._venhancer_model import AUTO_FITS, COND_KEY, TERMINAL_SIGMA, is_venhancer, set_windows
 
 CATEGORY = "video-enhance-kit/venhancer"
 RANGES = {
@@ -112,8 +113,11 @@ class VEnhancerConditioning(io.ComfyNode):
     @classmethod
     def execute(cls, positive, negative, vae, images, fps, up_scale=4.0, resolution_rule="official", target_fps=24.0, frame_interpolation=0,
                 noise_aug=200, s_cond=8.0, padding="official", seed=666):
-        return io.NodeOutput(*build_conditioning(positive, negative, vae, images, fps, up_scale, resolution_rule, target_fps, frame_interpolation,
-                                                 noise_aug, s_cond, padding, seed))
+        peak = PeakMemory(["encode"], device=getattr(vae, "device", None))
+        with peak.phase("encode"):
+            out = build_conditioning(positive, negative, vae, images, fps, up_scale, resolution_rule, target_fps, frame_interpolation,
+                                     noise_aug, s_cond, padding, seed)
+        return memory_output(out, peak, "VEnhancer Conditioning")
 
 
 def official_sigmas(mode: str = "fast", steps: int = 15, start_timestep: int = T_START) -> torch.Tensor:
@@ -176,7 +180,18 @@ class VEnhancerDecode(io.ComfyNode):
 
     @classmethod
     def execute(cls, samples, vae):
-        return io.NodeOutput(*decode_clip(vae, samples))
+        peak = PeakMemory(["decode"], device=getattr(vae, "device", None))
+        with peak.phase("decode"):
+            out = decode_clip(vae, samples)
+        return memory_output(out, peak, "VEnhancer Decode")
+
+
+def auto_fit_input():
+    """The ``auto_fit`` input (chunk_length "auto") of VEnhancer Windows and VEnhancer Upscale."""
+    return io.Combo.Input("auto_fit", options=list(AUTO_FITS), default="off", optional=True,
+                          tooltip=("chunk_length 'auto': off = the window (and tile) as set; auto = the longest key-frame-aligned window that "
+                                   "fits the free device memory (chunk_length is the upper bound); auto + tiles = then also the largest "
+                                   "spatial tile that fits (tile_size ignored). The choice is shown on the sampler and logged."))
 
 
 class VEnhancerWindows(io.ComfyNode):
@@ -195,20 +210,22 @@ class VEnhancerWindows(io.ComfyNode):
                 io.Float.Input("chunk_overlap", default=0.5, min=0.1, max=0.5, step=0.05, tooltip="Overlap of consecutive windows (official 0.5); the predictions are cross-faded over it."),
                 io.Int.Input("tile_size", default=0, min=0, max=1024, tooltip="Spatial tile size in latent pixels (x8 in pixels); 0: no tiles (official). Tiles bound memory for large frames."),
                 io.Int.Input("tile_overlap", default=8, min=0, max=256, tooltip="Overlap of neighbouring tiles in latent pixels, blended with raised-cosine weights."),
+                auto_fit_input(),
             ],
             outputs=[io.Model.Output(display_name="model")],
         )
 
     @classmethod
-    def execute(cls, model, chunk_length=32, chunk_overlap=0.5, tile_size=0, tile_overlap=8):
+    def execute(cls, model, chunk_length=32, chunk_overlap=0.5, tile_size=0, tile_overlap=8, auto_fit="off"):
         if not is_venhancer(model):
             raise InputError("model", "is not a VEnhancer MODEL", "connect VEnhancer Model Loader")
         if chunk_length and chunk_length < 3:
             raise InputError("chunk_length", f"{chunk_length} frames cannot hold two key frames", "set chunk_length to 0 (off) or at least 3 (official 32)")
         if not 0.1 <= chunk_overlap <= 0.5:
             raise InputError("chunk_overlap", f"must be in [0.1, 0.5], got {chunk_overlap}", "set chunk_overlap to 0.5 (official)")
+        check_choice(auto_fit, "auto_fit", AUTO_FITS)
         out = model.clone()
-        set_windows(out, int(chunk_length) or None, float(chunk_overlap), int(tile_size) or None, int(tile_overlap))
+        set_windows(out, int(chunk_length) or None, float(chunk_overlap), int(tile_size) or None, int(tile_overlap), auto_fit)
         return io.NodeOutput(out)
 
 

@@ -4,6 +4,9 @@ The cost model is linear: one model call on ``f`` frames of ``p`` latent pixels 
 ``fixed_bytes + bytes_per_frame_pixel * f * p`` (weights and workspace + activations, which grow linearly in
 frames x pixels with memory-efficient attention). ``bytes_per_frame_pixel`` is measured by the caller (a GPU
 probe); everything here is pure arithmetic on plain numbers.
+
+The pack's cost constant lives here (:data:`VALUES_PER_FRAME_PIXEL_CHANNEL`, with how it was obtained) and
+:func:`bytes_per_frame_pixel` turns it into the cost of a given network and compute dtype.
 """
 
 from __future__ import annotations
@@ -13,6 +16,26 @@ from collections.abc import Callable
 from ..utils.checks import InputError
 from .venhancer import make_chunks
 from .venhancer_windows import fit_tile
+
+#: MEASURED (CPU, fp32, torch SDPA): the small random config of benchmarks/bench_venhancer_tiles.py (model_channels 32),
+#: one windowed prediction (cfg 1, batch 1) on 9 frames of 48x48 latents: peak RSS above the RSS before (the
+#: weights excluded) 139,960,320 bytes = 6,750 bytes per frame x latent pixel = 52.7 fp32 values per frame x pixel
+#: x model channel (16x16: 30.2 MB, 32x32: 59.6 MB; the largest size is used: CPU attention grows faster than
+#: linear there). Reproduce: ``python benchmarks/bench_venhancer.py --cost``.
+VALUES_PER_FRAME_PIXEL_CHANNEL = 52.7
+#: CHOSEN, not measured: memory kept free besides the activations (allocator fragmentation, cuDNN/attention workspaces).
+HEADROOM_BYTES = 1 << 30
+
+
+def bytes_per_frame_pixel(model_channels: int, element_size: int, batch: int = 2) -> float:
+    """COMPUTED from the measured small-config constant: bytes per frame x latent pixel of one model call.
+
+    Scaled linearly by the network's width (``model_channels``; the official 320) and the compute dtype's bytes
+    (fp16/bf16: 2, also for fp8 storage), times ``batch`` (2: the conditional and unconditional pass in one call).
+    For the official network in fp16: 52.7 * 320 * 2 * 2 = 67.5 KB (not measured on that network; the GPU section of
+    benchmarks/bench_venhancer.py measures it).
+    """
+    return VALUES_PER_FRAME_PIXEL_CHANNEL * model_channels * element_size * batch
 
 
 def call_bytes(bytes_per_frame_pixel: float, fixed_bytes: float, frames: int, pixels: int) -> float:
@@ -88,4 +111,4 @@ def auto_window(
                      "lower the resolution (up_scale), turn tiles on, or free device memory (fp8 weights, other models off)")
 
 
-__all__ = ["auto_window", "call_bytes", "longest_window"]
+__all__ = ["HEADROOM_BYTES", "VALUES_PER_FRAME_PIXEL_CHANNEL", "auto_window", "bytes_per_frame_pixel", "call_bytes", "longest_window"]

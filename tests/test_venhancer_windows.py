@@ -230,3 +230,14 @@ def test_auto_window_says_when_nothing_fits():
     with pytest.raises(InputError, match="chunk_length.*GiB.*Fix") as e:
         auto_window(FIXED, PER, FIXED, 100, 90, 160, tiles_allowed=True)
     assert e.value.input_name == "chunk_length"
+
+
+def test_cost_per_frame_pixel_scales_the_measured_constant_by_width_dtype_and_batch():
+    from video_enhance_kit.samplers import venhancer_window_fit as fit
+
+    small = fit.bytes_per_frame_pixel(32, 4, batch=1)
+    assert small == pytest.approx(6750, rel=0.01)  # the measured small-config figure: 139,960,320 B / (9 x 48 x 48)
+    assert fit.bytes_per_frame_pixel(320, 2) == pytest.approx(small * 10 / 2 * 2)  # official width, fp16, cond + uncond
+    official = fit.bytes_per_frame_pixel(320, 2)
+    chunk, tile = auto_window(24 * 2**30 - fit.HEADROOM_BYTES, official, 0, 64, 136, 240, tiles_allowed=True, tile_overlap=8)
+    assert chunk == 32 and tile is not None and tile[0] * tile[1] < 136 * 240  # 1080p-class output on 24 GB needs tiles
