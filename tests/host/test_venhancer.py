@@ -237,8 +237,9 @@ def test_every_phase_is_named_and_reports_progress(run_node, parts, monkeypatch)
     monkeypatch.setattr(server.PromptServer, "instance", recorder, raising=False)
     monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", update_absolute)
     upscale(run_node, parts, clip(frames=9, h=16, w=16), cfg=1.0)
-    phases = [text for _, text in recorder.texts]
+    *phases, report = [text for _, text in recorder.texts]
     assert phases == [f"VEnhancer: {name} ({i}/4)" for i, name in enumerate(["resize", "VAE encode", "sampling", "VAE decode"], 1)]
+    assert report.startswith("VEnhancer Upscale peak memory") and all(f"  {p}" in report for p in ("encode", "sampling", "decode"))
     assert {node for node, _ in recorder.texts} == {"run_node"}
     finished = {phase for phase, value, total in bars if value == total}
     assert finished == {1, 2, 3, 4}  # each phase's bar reaches its end (2: 3 encode batches, 4: 3 decode batches)
