@@ -19,20 +19,6 @@ from ._compat import check_vae_channels
 CONTEXT_TOKENS = 77  # the official OpenCLIP tokenizer truncates to 77 tokens
 
 
-def text_context(conditioning, name: str, context_dim: int, truncate: bool) -> torch.Tensor:
-    """The token tensor [1, L, D] of a CONDITIONING (first entry), checked against the network's width."""
-    if not isinstance(conditioning, list) or not conditioning or not isinstance(conditioning[0][0], torch.Tensor):
-        raise InputError(name, "is not a CONDITIONING", "connect CLIP Text Encode")
-    ctx = conditioning[0][0]
-    if ctx.ndim != 3 or ctx.shape[-1] != context_dim:
-        raise InputError(
-            name,
-            f"has token width {ctx.shape[-1] if ctx.ndim == 3 else tuple(ctx.shape)}, the VEnhancer model needs {context_dim}",
-            "encode the prompt with the SD 2.x text encoder (OpenCLIP ViT-H, e.g. CLIPLoader type stable_diffusion with open_clip_vit_h / sd2 clip)",
-        )
-    return ctx[:1, :CONTEXT_TOKENS] if truncate else ctx[:1]
-
-
 #: The upscale's phases, in order; each has its own progress bar and is named on the node when it starts.
 PHASES = ("resize", "VAE encode", "sampling", "VAE decode")
 #: Pixels per frame batch of the resize, encode and decode phases: 8 frames up to 512x512, 1 frame from about
